@@ -1,0 +1,311 @@
+"""The feature transform and flow windowing, shared by the trainer and the gateway agent.
+
+Numpy only: the agent imports this without TensorFlow, scikit-learn or pandas, and the trainer
+builds its model inputs with the very same functions, so both sides produce identical arrays.
+
+Definitions (also in the README):
+
+* **Feature transform.** Each flow becomes a float32 vector of the spec's ``features`` in order.
+  Categorical columns (identifiers, only when configured) are label-encoded with the classes seen
+  in training (unseen → -1). Then Min-Max: ``(x - data_min) * scale``, ``scale = 1 / (max - min)``
+  (1 for a constant column), fitted on the training split only, clipped to ``[0, 1]`` so a value
+  beyond the training range saturates instead of extrapolating (the int8 input would saturate too).
+* **Window.** The model input for a flow is the ``T`` most recent flows (oldest first, ending with
+  the flow itself) that share its window key (e.g. ``Src_IP``; no key = one stream), in stream order.
+  A stream's first ``T-1`` windows are zero-padded at the start. A window is labelled by its newest
+  flow. ``T = 1`` is per-flow classification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPEC_FORMAT = "edge-ids/preprocess-spec/1"
+
+
+class SpecError(ValueError):
+    """A preprocessing spec that cannot be used (wrong format, inconsistent fields)."""
+
+
+# --------------------------------------------------------------------------- feature transform
+
+
+@dataclass(frozen=True)
+class CategoryEncoder:
+    """Label encoding with a fixed vocabulary: class → its index in sorted order, unseen → -1."""
+
+    classes: tuple[str, ...]
+
+    @classmethod
+    def fit(cls, values: Iterable[Any]) -> CategoryEncoder:
+        return cls(tuple(sorted({str(v) for v in values})))
+
+    def transform(self, values: Sequence[Any]) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        return np.array([lookup.get(str(v), -1) for v in values], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FeatureTransform:
+    """Raw flow columns → Min-Max scaled float32 vectors, as the spec defines them."""
+
+    features: tuple[str, ...]
+    data_min: np.ndarray
+    scale: np.ndarray
+    encoders: dict[str, CategoryEncoder] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        if self.data_min.shape != (n,) or self.scale.shape != (n,):
+            raise SpecError(f"scaler has {self.data_min.shape}/{self.scale.shape} values for {n} features")
+        unknown = set(self.encoders) - set(self.features)
+        if unknown:
+            raise SpecError(f"encoders for columns that are not features: {sorted(unknown)}")
+
+    @classmethod
+    def fit(
+        cls, features: Sequence[str], raw: np.ndarray, encoders: dict[str, CategoryEncoder] | None = None
+    ) -> FeatureTransform:
+        """Fit Min-Max on ``raw`` (rows × features, categorical columns already encoded)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        lo, hi = raw.min(axis=0), raw.max(axis=0)
+        span = hi - lo
+        scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 1.0)
+        return cls(tuple(features), lo, scale, dict(encoders or {}))
+
+    def encode_columns(self, columns: dict[str, Sequence[Any]]) -> np.ndarray:
+        """Columns by name (numbers, or strings for encoded columns) → raw float64 matrix."""
+        out = np.empty((len(next(iter(columns.values()))), len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            enc = self.encoders.get(name)
+            out[:, j] = enc.transform(columns[name]) if enc else np.asarray(columns[name], dtype=np.float64)
+        return out
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """Raw float64 matrix (rows × features) → scaled float32 in [0, 1]."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[1] != len(self.features):
+            raise ValueError(f"expected (n, {len(self.features)}) raw features, got {raw.shape}")
+        return np.clip((raw - self.data_min) * self.scale, 0.0, 1.0).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "scaler": {"data_min": self.data_min.tolist(), "scale": self.scale.tolist(), "clip": [0.0, 1.0]},
+            "encoders": {k: {"classes": list(v.classes), "unknown": -1} for k, v in self.encoders.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureTransform:
+        enc = {k: CategoryEncoder(tuple(v["classes"])) for k, v in d.get("encoders", {}).items()}
+        sc = d["scaler"]
+        return cls(
+            tuple(d["features"]),
+            np.asarray(sc["data_min"], dtype=np.float64),
+            np.asarray(sc["scale"], dtype=np.float64),
+            enc,
+        )
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def window_indices(keys: Sequence[Any] | np.ndarray, length: int) -> np.ndarray:
+    """Row indices of every flow's window, oldest first; ``-1`` marks zero padding.
+
+    ``keys`` holds each flow's window key in stream order (any hashable values; all equal for one
+    stream). Returns an ``(n, length)`` int32 array: row ``i`` lists the rows of the ``length`` most
+    recent flows with ``keys[i]``'s key, ending with ``i`` itself.
+    """
+    if length < 1:
+        raise ValueError(f"window length must be >= 1, got {length}")
+    n = len(keys)
+    if n == 0:
+        return np.empty((0, length), dtype=np.int32)
+    _, codes = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
+    order = np.argsort(codes, kind="stable")  # grouped by key, stream order kept inside a group
+    sorted_codes = codes[order]
+    first = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
+    group_start = np.repeat(first, np.diff(np.r_[first, n]))
+    rank = np.arange(n) - group_start  # position of each (sorted) flow inside its stream
+    offsets = np.arange(-(length - 1), 1)
+    pos = np.arange(n)[:, None] + offsets[None, :]
+    valid = offsets[None, :] >= -rank[:, None]
+    idx_sorted = np.where(valid, order[np.clip(pos, 0, None)], -1)
+    out = np.empty((n, length), dtype=np.int32)
+    out[order] = idx_sorted
+    return out
+
+
+def gather_windows(vectors: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Windows ``(n, T, F)`` from feature rows and :func:`window_indices` (``-1`` → zeros)."""
+    padded = np.concatenate([np.zeros((1, vectors.shape[1]), dtype=vectors.dtype), vectors])
+    return padded[idx + 1]
+
+
+class StreamWindows:
+    """Windows over an unbounded stream, fed in batches; the agent's view of :func:`window_indices`.
+
+    Keeps the last ``T-1`` vectors of at most ``max_keys`` keys (least recently seen evicted; an
+    evicted key starts again with padding). Feeding a whole split at once, or in any chunking,
+    gives the same windows as :func:`window_indices` over it, as long as no key was evicted.
+    """
+
+    def __init__(self, length: int, n_features: int, max_keys: int | None = None) -> None:
+        if length < 1:
+            raise ValueError(f"window length must be >= 1, got {length}")
+        self.length, self.n_features, self.max_keys = length, n_features, max_keys
+        self._history: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+    def reset(self) -> None:
+        self._history.clear()
+
+    def push(self, keys: Sequence[Any], vectors: np.ndarray) -> np.ndarray:
+        """Append a batch (stream order) and return its windows ``(len(keys), T, F)``."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(keys), self.n_features):
+            raise ValueError(f"expected ({len(keys)}, {self.n_features}) vectors, got {vectors.shape}")
+        if self.length == 1:
+            return vectors[:, None, :]
+        skeys = [str(k) for k in keys]
+        hist_keys: list[str] = []
+        hist_rows: list[np.ndarray] = []
+        for k in dict.fromkeys(skeys):
+            h = self._history.get(k)
+            if h is not None:
+                hist_keys += [k] * len(h)
+                hist_rows.append(h)
+        table = np.concatenate([*hist_rows, vectors]) if hist_rows else vectors
+        all_keys = hist_keys + skeys
+        idx = window_indices(all_keys, self.length)
+        windows = gather_windows(table, idx[len(hist_keys) :])
+        self._remember(all_keys, table, idx)
+        return windows
+
+    def _remember(self, all_keys: list[str], table: np.ndarray, idx: np.ndarray) -> None:
+        last_row: dict[str, int] = {k: i for i, k in enumerate(all_keys)}  # newest row per key
+        for k in sorted(last_row, key=last_row.__getitem__):
+            rows = idx[last_row[k], 1:]  # the newest T-1 rows of this stream
+            self._history[k] = table[rows[rows >= 0]].copy()
+            self._history.move_to_end(k)
+        while self.max_keys is not None and len(self._history) > self.max_keys:
+            self._history.popitem(last=False)
+            self.evicted += 1
+
+
+def window_key(record: dict[str, Any], key_columns: Sequence[str]) -> str:
+    """A flow's window key: its values of ``key_columns`` joined ('' when there is no key)."""
+    return "|".join(str(record.get(c, "")) for c in key_columns)
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """An int8 tensor's affine quantization: ``real = scale * (q - zero_point)``."""
+
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(x / self.scale + self.zero_point), -128, 127).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Everything the gateway needs besides the model file to turn flow records into model input."""
+
+    transform: FeatureTransform
+    window_length: int
+    window_key: tuple[str, ...] = ()
+    threshold: float = 0.5
+    model_name: str = "uni-hybrid"
+    model_version: str = "0"
+    input_quantization: Quantization | None = None
+    output_quantization: Quantization | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.transform.features
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (self.window_length, len(self.features))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": SPEC_FORMAT,
+            "model": {"name": self.model_name, "version": self.model_version},
+            **self.transform.to_dict(),
+            "window": {"length": self.window_length, "key": list(self.window_key), "order": "stream"},
+            "input": {
+                "shape": [self.window_length, len(self.features)],
+                "quantization": asdict(self.input_quantization) if self.input_quantization else None,
+            },
+            "output": {
+                "shape": [1],
+                "quantization": asdict(self.output_quantization) if self.output_quantization else None,
+            },
+            "threshold": self.threshold,
+            "labels": {"0": "Normal", "1": "Anomaly"},
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        if not isinstance(d, dict) or d.get("format") != SPEC_FORMAT:
+            raise SpecError(f"not a preprocessing spec (format must be {SPEC_FORMAT!r})")
+        try:
+            q_in, q_out = d["input"].get("quantization"), d["output"].get("quantization")
+            spec = cls(
+                transform=FeatureTransform.from_dict(d),
+                window_length=int(d["window"]["length"]),
+                window_key=tuple(d["window"].get("key") or ()),
+                threshold=float(d["threshold"]),
+                model_name=str(d["model"]["name"]),
+                model_version=str(d["model"]["version"]),
+                input_quantization=Quantization(**q_in) if q_in else None,
+                output_quantization=Quantization(**q_out) if q_out else None,
+                extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise SpecError(f"malformed preprocessing spec: {e!r}") from e
+        if spec.window_length < 1 or not 0.0 < spec.threshold < 1.0:
+            raise SpecError("window.length must be >= 1 and threshold in (0, 1)")
+        if list(d["input"]["shape"]) != list(spec.input_shape):
+            raise SpecError(f"input.shape {d['input']['shape']} != (window.length, #features) {spec.input_shape}")
+        return spec
+
+    @classmethod
+    def load(cls, path: str | Path) -> PreprocessSpec:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{path}: not JSON: {e}") from e
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())

@@ -1,0 +1,1 @@
+"""Signed over-the-air model bundles: build, sign, verify, install with rollback."""

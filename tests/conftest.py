@@ -1,0 +1,99 @@
+"""Shared fixtures: paths to the real IoTID20 data and a real Mosquitto broker on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("IOTID20_DATA_DIR", REPO.parent / "shared" / "data" / "iotid20"))
+SAMPLE_CSV = SHARED_DATA / "iotid20_2000.csv"
+FULLSCHEMA_CSV = SHARED_DATA / "iotid20_head5_fullschema.csv"
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    if not SAMPLE_CSV.exists():
+        pytest.skip(f"real IoTID20 sample not found at {SAMPLE_CSV} (set IOTID20_DATA_DIR)")
+    return SAMPLE_CSV
+
+
+@pytest.fixture(scope="session")
+def fullschema_csv() -> Path:
+    if not FULLSCHEMA_CSV.exists():
+        pytest.skip(f"IoTID20 full-schema fixture not found at {FULLSCHEMA_CSV}")
+    return FULLSCHEMA_CSV
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Broker:
+    """A real Mosquitto process on 127.0.0.1:port, with persistence, that tests may stop and restart."""
+
+    port: int
+    workdir: Path
+    exe: str = "mosquitto"
+    proc: subprocess.Popen | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def start(self) -> None:
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_interval 1\n"
+            "autosave_on_changes true\n"
+            "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
+            "message_size_limit 0\n"
+            f"log_dest file {self.workdir}/mosquitto.log\n"
+        )
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if exe is None:
+        pytest.fail("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need a real broker")
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    os.chmod(workdir, 0o777)  # mosquitto started as root drops to the mosquitto user
+    b = Broker(free_port(), workdir, exe)
+    b.start()
+    yield b
+    b.stop()
