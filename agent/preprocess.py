@@ -61,6 +61,7 @@ class FeatureTransform:
     data_min: np.ndarray
     scale: np.ndarray
     encoders: dict[str, CategoryEncoder] = field(default_factory=dict)
+    log_scale: bool = False  # signed log1p before Min-Max (keeps heavy-tailed rates apart after int8)
 
     def __post_init__(self) -> None:
         n = len(self.features)
@@ -72,14 +73,19 @@ class FeatureTransform:
 
     @classmethod
     def fit(
-        cls, features: Sequence[str], raw: np.ndarray, encoders: dict[str, CategoryEncoder] | None = None
+        cls,
+        features: Sequence[str],
+        raw: np.ndarray,
+        encoders: dict[str, CategoryEncoder] | None = None,
+        *,
+        log_scale: bool = False,
     ) -> FeatureTransform:
         """Fit Min-Max on ``raw`` (rows × features, categorical columns already encoded)."""
-        raw = np.asarray(raw, dtype=np.float64)
-        lo, hi = raw.min(axis=0), raw.max(axis=0)
+        x = _signed_log1p(raw) if log_scale else np.asarray(raw, dtype=np.float64)
+        lo, hi = x.min(axis=0), x.max(axis=0)
         span = hi - lo
         scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 1.0)
-        return cls(tuple(features), lo, scale, dict(encoders or {}))
+        return cls(tuple(features), lo, scale, dict(encoders or {}), log_scale)
 
     def encode_columns(self, columns: dict[str, Sequence[Any]]) -> np.ndarray:
         """Columns by name (numbers, or strings for encoded columns) → raw float64 matrix."""
@@ -94,12 +100,18 @@ class FeatureTransform:
         raw = np.asarray(raw, dtype=np.float64)
         if raw.ndim != 2 or raw.shape[1] != len(self.features):
             raise ValueError(f"expected (n, {len(self.features)}) raw features, got {raw.shape}")
-        return np.clip((raw - self.data_min) * self.scale, 0.0, 1.0).astype(np.float32)
+        x = _signed_log1p(raw) if self.log_scale else raw
+        return np.clip((x - self.data_min) * self.scale, 0.0, 1.0).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "features": list(self.features),
-            "scaler": {"data_min": self.data_min.tolist(), "scale": self.scale.tolist(), "clip": [0.0, 1.0]},
+            "scaler": {
+                "kind": "log-minmax" if self.log_scale else "minmax",
+                "data_min": self.data_min.tolist(),
+                "scale": self.scale.tolist(),
+                "clip": [0.0, 1.0],
+            },
             "encoders": {k: {"classes": list(v.classes), "unknown": -1} for k, v in self.encoders.items()},
         }
 
@@ -112,7 +124,13 @@ class FeatureTransform:
             np.asarray(sc["data_min"], dtype=np.float64),
             np.asarray(sc["scale"], dtype=np.float64),
             enc,
+            {"minmax": False, "log-minmax": True}[sc.get("kind", "minmax")],
         )
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.log1p(np.abs(x))
 
 
 # --------------------------------------------------------------------------- windows
@@ -205,9 +223,17 @@ class StreamWindows:
             self.evicted += 1
 
 
+def _key_part(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 80.0 from a table and 80 from JSON are the same port
+    return str(value)
+
+
 def window_key(record: dict[str, Any], key_columns: Sequence[str]) -> str:
-    """A flow's window key: its values of ``key_columns`` joined ('' when there is no key)."""
-    return "|".join(str(record.get(c, "")) for c in key_columns)
+    """A flow's window key: its values of ``key_columns`` joined by '|' ('' when there is no key)."""
+    return "|".join(_key_part(record.get(c)) for c in key_columns)
 
 
 # --------------------------------------------------------------------------- the spec
@@ -297,7 +323,9 @@ class PreprocessSpec:
         if spec.window_length < 1 or not 0.0 < spec.threshold < 1.0:
             raise SpecError("window.length must be >= 1 and threshold in (0, 1)")
         if list(d["input"]["shape"]) != list(spec.input_shape):
-            raise SpecError(f"input.shape {d['input']['shape']} != (window.length, #features) {spec.input_shape}")
+            raise SpecError(
+                f"input.shape {d['input']['shape']} != (window.length, #features) {spec.input_shape}"
+            )
         return spec
 
     @classmethod

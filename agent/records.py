@@ -1,0 +1,666 @@
+"""Parsing and validation of the flow records the gateway receives over MQTT (the agent's hot path).
+
+A message is UTF-8 JSON: one flow record (an object) or an array of them. Keys are IoTID20 column
+names (``Flow_Byts/s``); CICFlowMeter's spellings with spaces (``Flow Byts/s``) are accepted and
+normalised by replacing spaces with underscores. :func:`parse_flows` never raises and never drops
+input silently: every record comes back either as a :class:`FlowRecord` or as a :class:`Rejected`
+with a stable reason code (:class:`Reason`), a human detail ("expected … got …") and an excerpt that
+is safe to republish on a dead-letter topic.
+
+Decisions (documented contract):
+
+* Model features must be JSON numbers. Numeric strings (``"12.5"``) are rejected as ``non_numeric``
+  (the schema says number; coercing would hide publisher bugs), except strings spelling infinity or
+  NaN (``"inf"``, as in CSV exports), which are ``non_finite``. Booleans and ``null`` are
+  ``non_numeric``. ``NaN``/``Infinity`` literals and numbers overflowing float64 (``1e400``, huge
+  integers) are ``non_finite``.
+* Categorical features (the spec's label-encoded columns) may be a string or an integer; the raw
+  value goes to ``FlowRecord.categories`` as a string and ``values`` holds NaN at that position.
+  Anything else is ``bad_identifier`` (they are identifier columns).
+* Identifiers are optional; ``null`` counts as absent. ``Flow_ID``/``Src_IP``/``Dst_IP``: string or
+  integer (kept as a string); ``Src_Port``/``Dst_Port``: integer 0–65535, ``Protocol``: 0–255,
+  ``seq``: integer 0–2**63-1 (integral floats such as ``443.0`` accepted, as JSON Schema's
+  ``integer`` does); ``Timestamp``: string or finite number, kept as given; ``sensor``: non-empty
+  string. Strings are at most ``RecordLimits.max_ident_chars`` long and must be encodable as UTF-8
+  (no lone surrogates from ``\\ud800`` escapes).
+* A column we read that appears under both spellings (``Src IP`` and ``Src_IP``) is
+  ``duplicate_field``. Within one spelling JSON's duplicate keys follow ``json``: the last one wins.
+* A record gets the first failing reason, checked in this order: ``not_an_object``,
+  ``too_many_keys``, ``duplicate_field``, ``missing_field``, ``bad_identifier``, ``non_numeric``,
+  ``non_finite``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from itertools import chain
+from operator import itemgetter, methodcaller
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 512
+SCHEMA_ID = "urn:edge-ids:schema:flow-record:1"
+
+# The 79 numeric IoTID20 columns in file order (the header of iotid20_2000.csv minus ``Target``).
+IOTID20_NUMERIC_COLUMNS: tuple[str, ...] = (
+    "Src_Port", "Dst_Port", "Protocol", "Flow_Duration", "Tot_Fwd_Pkts", "Tot_Bwd_Pkts",
+    "TotLen_Fwd_Pkts", "TotLen_Bwd_Pkts", "Fwd_Pkt_Len_Max", "Fwd_Pkt_Len_Min", "Fwd_Pkt_Len_Mean",
+    "Fwd_Pkt_Len_Std", "Bwd_Pkt_Len_Max", "Bwd_Pkt_Len_Min", "Bwd_Pkt_Len_Mean", "Bwd_Pkt_Len_Std",
+    "Flow_Byts/s", "Flow_Pkts/s", "Flow_IAT_Mean", "Flow_IAT_Std", "Flow_IAT_Max", "Flow_IAT_Min",
+    "Fwd_IAT_Tot", "Fwd_IAT_Mean", "Fwd_IAT_Std", "Fwd_IAT_Max", "Fwd_IAT_Min", "Bwd_IAT_Tot",
+    "Bwd_IAT_Mean", "Bwd_IAT_Std", "Bwd_IAT_Max", "Bwd_IAT_Min", "Fwd_PSH_Flags", "Bwd_PSH_Flags",
+    "Fwd_URG_Flags", "Bwd_URG_Flags", "Fwd_Header_Len", "Bwd_Header_Len", "Fwd_Pkts/s", "Bwd_Pkts/s",
+    "Pkt_Len_Min", "Pkt_Len_Max", "Pkt_Len_Mean", "Pkt_Len_Std", "Pkt_Len_Var", "FIN_Flag_Cnt",
+    "SYN_Flag_Cnt", "RST_Flag_Cnt", "PSH_Flag_Cnt", "ACK_Flag_Cnt", "URG_Flag_Cnt", "CWE_Flag_Count",
+    "ECE_Flag_Cnt", "Down/Up_Ratio", "Pkt_Size_Avg", "Fwd_Seg_Size_Avg", "Bwd_Seg_Size_Avg",
+    "Fwd_Byts/b_Avg", "Fwd_Pkts/b_Avg", "Fwd_Blk_Rate_Avg", "Bwd_Byts/b_Avg", "Bwd_Pkts/b_Avg",
+    "Bwd_Blk_Rate_Avg", "Subflow_Fwd_Pkts", "Subflow_Fwd_Byts", "Subflow_Bwd_Pkts", "Subflow_Bwd_Byts",
+    "Init_Fwd_Win_Byts", "Init_Bwd_Win_Byts", "Fwd_Act_Data_Pkts", "Fwd_Seg_Size_Min", "Active_Mean",
+    "Active_Std", "Active_Max", "Active_Min", "Idle_Mean", "Idle_Std", "Idle_Max", "Idle_Min",
+)  # fmt: skip
+
+# Identifier fields: (column name in the record, name in FlowRecord.ident, kind).
+_STR, _PORT, _PROTO, _TS, _SEQ, _SENSOR = range(6)
+IDENTIFIER_FIELDS: tuple[tuple[str, str, int], ...] = (
+    ("Flow_ID", "flow_id", _STR),
+    ("Src_IP", "src_ip", _STR),
+    ("Dst_IP", "dst_ip", _STR),
+    ("Src_Port", "src_port", _PORT),
+    ("Dst_Port", "dst_port", _PORT),
+    ("Protocol", "protocol", _PROTO),
+    ("Timestamp", "timestamp", _TS),
+    ("seq", "seq", _SEQ),
+    ("sensor", "sensor", _SENSOR),
+)
+_INT_RANGE = {_PORT: (0, 65535), _PROTO: (0, 255), _SEQ: (0, 2**63 - 1)}
+_NUM_TYPES = frozenset({int, float})
+_NONFINITE_STRINGS = frozenset(
+    {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+)
+
+
+class Reason(StrEnum):
+    """Stable reason codes of rejected messages and records (they are ``str``: compare with text)."""
+
+    TOO_LARGE = "too_large"  # message longer than RecordLimits.max_message_bytes (checked first)
+    NOT_UTF8 = "not_utf8"
+    INVALID_JSON = "invalid_json"
+    EMPTY = "empty"  # blank payload or []
+    NOT_AN_OBJECT = "not_an_object"  # top level neither object nor array, or an array element
+    TOO_MANY_RECORDS = "too_many_records"
+    TOO_MANY_KEYS = "too_many_keys"
+    DUPLICATE_FIELD = "duplicate_field"  # a column we read, given with and without spaces
+    MISSING_FIELD = "missing_field"  # a model feature is absent
+    BAD_IDENTIFIER = "bad_identifier"  # identifier / categorical feature of wrong type, range or length
+    NON_NUMERIC = "non_numeric"
+    NON_FINITE = "non_finite"
+    INTERNAL_ERROR = "internal_error"  # a parser bug; the message is rejected instead of raising
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """Bounds on what one message may hold."""
+
+    max_message_bytes: int = 1 << 20
+    max_records: int = 5000
+    max_ident_chars: int = 256
+    max_keys: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_records", "max_ident_chars", "max_keys"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"RecordLimits.{name}: expected a positive int, got {value!r}")
+
+
+DEFAULT_LIMITS = RecordLimits()
+
+
+@dataclass(slots=True)
+class FlowRecord:
+    """One accepted flow.
+
+    ``values`` are the model's features in order (float64; NaN at categorical positions, whose raw
+    values are in ``categories``). Rows of one message are views of one array: do not mutate them.
+    """
+
+    values: np.ndarray
+    ident: dict[str, Any]
+    key: str
+    categories: dict[str, str] = field(default_factory=dict)
+    index: int = 0  # position in the message
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A rejected message (``index is None``) or record, ready for the dead-letter topic."""
+
+    reason: Reason
+    detail: str
+    index: int | None
+    excerpt: str
+    ident: dict[str, Any] = field(default_factory=dict)  # the valid identifiers found (e.g. seq)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": str(self.reason),
+            "detail": self.detail,
+            "index": self.index,
+            "excerpt": self.excerpt,
+            "ident": self.ident,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def normalise_name(name: str) -> str:
+    """CICFlowMeter spelling → IoTID20 spelling (spaces → underscores)."""
+    return name.replace(" ", "_")
+
+
+def _excerpt_bytes(payload: bytes) -> str:
+    return payload[:EXCERPT_CHARS].decode("utf-8", "backslashreplace")[:EXCERPT_CHARS]
+
+
+def _excerpt_obj(obj: Any) -> str:
+    """ASCII JSON of ``obj`` cut to EXCERPT_CHARS (escapes lone surrogates and control characters)."""
+    try:
+        text = json.dumps(obj, ensure_ascii=True, allow_nan=True)
+    except (ValueError, TypeError, RecursionError):
+        text = "<unprintable>"
+    return text[:EXCERPT_CHARS]
+
+
+def _describe(v: Any) -> str:
+    """A short, safe description of a JSON value for error details."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return f"boolean {'true' if v else 'false'}"
+    if isinstance(v, str):
+        shown = v[:40].encode("ascii", "backslashreplace").decode("ascii")
+        return f"string {shown!r}" + ("…" if len(v) > 40 else "")
+    if isinstance(v, int):
+        digits = len(str(v))
+        return f"integer {v}" if digits <= 24 else f"an integer of {digits} digits"
+    if isinstance(v, float):
+        return f"number {v!r}"
+    if isinstance(v, list):
+        return f"an array of {len(v)} items"
+    if isinstance(v, dict):
+        return f"an object of {len(v)} keys"
+    return type(v).__name__
+
+
+def _utf8_ok(s: str) -> bool:
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _as_int(v: Any) -> int | None:
+    t = type(v)
+    if t is int:
+        return v
+    if t is float and v.is_integer():  # finite and integral
+        return int(v)
+    return None
+
+
+def _check_ident(v: Any, kind: int, max_chars: int) -> tuple[Any, str | None]:
+    """Validated, normalised identifier value, or ``(None, 'expected … got …')``."""
+    t = type(v)
+    if kind in (_STR, _SENSOR, _TS):
+        if t is str:
+            if kind == _SENSOR and not v:
+                return None, "expected a non-empty string, got an empty string"
+            if len(v) > max_chars:
+                return None, f"expected at most {max_chars} characters, got {len(v)}"
+            if not _utf8_ok(v):
+                return None, "expected a UTF-8 encodable string, got a lone surrogate"
+            return v, None
+        if kind == _STR and t is int:
+            s = str(v)
+            if len(s) <= max_chars:
+                return s, None
+            return None, f"expected at most {max_chars} characters, got an integer of {len(s)} digits"
+        if kind == _TS and (t is int or (t is float and math.isfinite(v))):
+            return v, None
+        expected = {_STR: "a string or integer", _SENSOR: "a string", _TS: "a string or finite number"}[kind]
+        return None, f"expected {expected}, got {_describe(v)}"
+    lo, hi = _INT_RANGE[kind]
+    i = _as_int(v)
+    if i is None:
+        return None, f"expected an integer in [{lo}, {hi}], got {_describe(v)}"
+    if not lo <= i <= hi:
+        return None, f"expected an integer in [{lo}, {hi}], got {_describe(v)}"
+    return i, None
+
+
+_INT_IDENTS = tuple(
+    (col, name, *_INT_RANGE[kind]) for col, name, kind in IDENTIFIER_FIELDS if kind in _INT_RANGE
+)
+_TEXT_IDENTS = tuple((col, name) for col, name, kind in IDENTIFIER_FIELDS if kind not in _INT_RANGE)
+_IDENT_KIND = {col: kind for col, _, kind in IDENTIFIER_FIELDS}
+
+
+def _identifiers(rec: dict[str, Any], max_chars: int) -> tuple[dict[str, Any], str | None]:
+    """The valid identifiers of ``rec`` and the first problem found (``identifier 'X': expected … got …``)."""
+    ident: dict[str, Any] = {}
+    problem = None
+    get = rec.get
+    for col, name, lo, hi in _INT_IDENTS:
+        v = get(col)
+        if v is None:
+            continue
+        if type(v) is int and lo <= v <= hi:  # the common case, inline
+            ident[name] = v
+            continue
+        value, err = _check_ident(v, _IDENT_KIND[col], max_chars)
+        if err is None:
+            ident[name] = value
+        elif problem is None:
+            problem = f"identifier {col!r}: {err}"
+    for col, name in _TEXT_IDENTS:
+        v = get(col)
+        if v is None:
+            continue
+        if type(v) is str and 0 < len(v) <= max_chars and v.isascii():  # the common case, inline
+            ident[name] = v
+            continue
+        value, err = _check_ident(v, _IDENT_KIND[col], max_chars)
+        if err is None:
+            ident[name] = value
+        elif problem is None:
+            problem = f"identifier {col!r}: {err}"
+    return ident, problem
+
+
+def _category(v: Any, max_chars: int) -> tuple[str | None, str | None]:
+    t = type(v)
+    if t is str:
+        if len(v) > max_chars:
+            return None, f"expected at most {max_chars} characters, got {len(v)}"
+        if not _utf8_ok(v):
+            return None, "expected a UTF-8 encodable string, got a lone surrogate"
+        return v, None
+    if t is int and len(s := str(v)) <= max_chars:
+        return s, None
+    return None, f"expected a string or integer, got {_describe(v)}"
+
+
+def _row_problem(names: Sequence[str], row: Sequence[Any]) -> tuple[Reason, str] | None:
+    """Why a row of feature values is not all finite-able numbers (None when it is)."""
+    for name, v in zip(names, row, strict=True):
+        t = type(v)
+        if t is float:
+            continue
+        if t is int:
+            try:
+                float(v)
+            except OverflowError:
+                return Reason.NON_FINITE, f"field {name!r}: expected a finite number, got {_describe(v)}"
+            continue
+        if t is str and v.strip().lower() in _NONFINITE_STRINGS:
+            return Reason.NON_FINITE, f"field {name!r}: expected a finite number, got {_describe(v)}"
+        hint = " (numeric strings are not accepted; send a JSON number)" if t is str else ""
+        return Reason.NON_NUMERIC, f"field {name!r}: expected a number, got {_describe(v)}{hint}"
+    return None
+
+
+def _getter(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """``d -> tuple(d[n] for n in names)`` at C speed (raises KeyError when one is absent)."""
+    if not names:
+        return lambda d: ()
+    if len(names) == 1:
+        (only,) = names
+        return lambda d: (d[only],)
+    return itemgetter(*names)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about a (features, categorical, key_columns) triple that does not depend on data."""
+
+    features: tuple[str, ...]
+    numeric: tuple[str, ...]
+    num_pos: np.ndarray
+    categorical: tuple[str, ...]
+    get_numeric: Callable[[dict[str, Any]], tuple[Any, ...]]
+    key_columns: tuple[str, ...]
+    key_ident: tuple[str | None, ...]  # FlowRecord.ident name of each key column that is an identifier
+    wanted: frozenset[str]  # every column we read
+
+
+@lru_cache(maxsize=32)
+def _plan(features: tuple[str, ...], categorical: frozenset[str], key_columns: tuple[str, ...]) -> _Plan:
+    feats = tuple(normalise_name(f) for f in features)
+    cats = {normalise_name(c) for c in categorical}
+    numeric = tuple(f for f in feats if f not in cats)
+    keys = tuple(normalise_name(k) for k in key_columns)
+    ident_of = {col: name for col, name, _ in IDENTIFIER_FIELDS}
+    return _Plan(
+        features=feats,
+        numeric=numeric,
+        num_pos=np.array([i for i, f in enumerate(feats) if f not in cats], dtype=np.intp),
+        categorical=tuple(f for f in feats if f in cats),
+        get_numeric=_getter(numeric),
+        key_columns=keys,
+        key_ident=tuple(ident_of.get(k) for k in keys),
+        wanted=frozenset(feats) | frozenset(ident_of) | frozenset(keys),
+    )
+
+
+_SPACES_TO_UNDERSCORES = methodcaller("replace", " ", "_")
+
+
+def _normalised_layout(keys: tuple[str, ...], wanted: frozenset[str]) -> tuple[tuple[str, ...], str | None]:
+    """Keys with spaces → underscores, and a column we read that was given in both spellings (or None)."""
+    normal = tuple(map(_SPACES_TO_UNDERSCORES, keys))
+    if len(set(normal)) == len(normal):
+        return normal, None
+    seen: set[str] = set()
+    for k in normal:
+        if k in seen and k in wanted:
+            return normal, k
+        seen.add(k)
+    return normal, None
+
+
+def _window_key(
+    plan: _Plan, rec: dict[str, Any], ident: dict[str, Any], max_chars: int
+) -> tuple[str, str | None]:
+    """``agent.preprocess.window_key`` semantics (values joined by '|', absent or null → '')."""
+    parts = []
+    for col, name in zip(plan.key_columns, plan.key_ident, strict=True):
+        if name is not None:  # an identifier: already validated and normalised
+            v = ident.get(name)
+            parts.append("" if v is None else str(v))
+            continue
+        v = rec.get(col)
+        if v is None:
+            parts.append("")
+        elif type(v) is str and len(v) <= max_chars and _utf8_ok(v):
+            parts.append(v)
+        elif type(v) is int and len(s := str(v)) <= max_chars:
+            parts.append(s)
+        elif type(v) is float and math.isfinite(v):
+            parts.append(str(v))
+        else:
+            return "", f"key column {col!r}: expected a string or number, got {_describe(v)}"
+    return "|".join(parts), None
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def parse_flows(
+    payload: bytes,
+    features: Sequence[str],
+    *,
+    categorical: Collection[str] = (),
+    key_columns: Sequence[str] = (),
+    limits: RecordLimits = DEFAULT_LIMITS,
+) -> tuple[list[FlowRecord], list[Rejected]]:
+    """Parse one MQTT message into accepted records and rejections; never raises.
+
+    ``features``: the model's feature columns in order; ``categorical``: those kept as strings;
+    ``key_columns``: the window key. A message-level problem gives one :class:`Rejected` with
+    ``index=None``; otherwise every record ends up exactly once in one of the two lists.
+    """
+    try:
+        plan = _plan(tuple(features), frozenset(categorical), tuple(key_columns))
+        return _parse(payload, plan, limits)
+    except Exception as e:  # the contract is "never raise": a bug becomes a dead-lettered message
+        log.exception(
+            "flow parser failed on a %d-byte message", len(payload) if hasattr(payload, "__len__") else -1
+        )
+        excerpt = _excerpt_bytes(bytes(payload)) if isinstance(payload, bytes | bytearray) else ""
+        return [], [
+            Rejected(Reason.INTERNAL_ERROR, f"message: parser error {e!r}"[:EXCERPT_CHARS], None, excerpt)
+        ]
+
+
+def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[FlowRecord], list[Rejected]]:
+    def whole(reason: Reason, detail: str) -> tuple[list[FlowRecord], list[Rejected]]:
+        return [], [Rejected(reason, f"message: {detail}", None, _excerpt_bytes(payload))]
+
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8", "surrogatepass")
+    elif not isinstance(payload, bytes):
+        payload = bytes(payload)
+    if len(payload) > limits.max_message_bytes:
+        return whole(
+            Reason.TOO_LARGE, f"expected at most {limits.max_message_bytes} bytes, got {len(payload)}"
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return whole(
+            Reason.NOT_UTF8, f"expected UTF-8, got byte 0x{payload[e.start]:02x} at offset {e.start}"
+        )
+    if text.startswith("\ufeff"):  # tolerate a UTF-8 byte order mark
+        text = text[1:]
+    if not text.strip():
+        return whole(Reason.EMPTY, "expected a flow record or an array of them, got an empty payload")
+    try:
+        # NaN / Infinity / -Infinity literals become floats here and are rejected as non_finite below.
+        doc = json.loads(text, parse_constant=float)
+    except RecursionError:
+        return whole(Reason.INVALID_JSON, f"expected JSON, got nesting deeper than {sys.getrecursionlimit()}")
+    except ValueError as e:  # JSONDecodeError, or an integer beyond Python's digit limit
+        return whole(Reason.INVALID_JSON, f"expected JSON, got {e}")
+
+    if type(doc) is dict:
+        items: list[Any] = [doc]
+    elif type(doc) is list:
+        items = doc
+        if not items:
+            return whole(Reason.EMPTY, "expected a flow record or an array of them, got an empty array")
+        if len(items) > limits.max_records:
+            return whole(
+                Reason.TOO_MANY_RECORDS, f"expected at most {limits.max_records} records, got {len(items)}"
+            )
+    else:
+        return whole(
+            Reason.NOT_AN_OBJECT, f"expected a JSON object or array of objects, got {_describe(doc)}"
+        )
+    return _parse_records(items, plan, limits)
+
+
+def _parse_records(
+    items: list[Any], plan: _Plan, limits: RecordLimits
+) -> tuple[list[FlowRecord], list[Rejected]]:
+    rejected: list[Rejected] = []
+    max_chars, max_keys, wanted = limits.max_ident_chars, limits.max_keys, plan.wanted
+    get_numeric, categorical = plan.get_numeric, plan.categorical
+
+    def reject(i: int, reason: Reason, detail: str, rec: Any, ident: dict[str, Any] | None = None) -> None:
+        if ident is None and type(rec) is dict:
+            ident = _identifiers(rec, max_chars)[0]
+        rejected.append(Rejected(reason, detail, i, _excerpt_obj(rec), ident or {}))
+
+    # Stage 1, per record: structure, presence, identifiers, categories, key.
+    pending: list[tuple[int, dict[str, Any], dict[str, Any], dict[str, str], str]] = []
+    rows: list[tuple[Any, ...]] = []
+    last_layout: tuple[str, ...] = ()
+    last_normal: tuple[str, ...] = ()
+    last_dup: str | None = None
+    for i, rec in enumerate(items):
+        if type(rec) is not dict:
+            reject(i, Reason.NOT_AN_OBJECT, f"record {i}: expected a JSON object, got {_describe(rec)}", rec)
+            continue
+        if len(rec) > max_keys:
+            reject(
+                i, Reason.TOO_MANY_KEYS, f"record {i}: expected at most {max_keys} keys, got {len(rec)}", rec
+            )
+            continue
+        if " " in "".join(rec):  # CICFlowMeter spellings: normalise
+            layout = tuple(rec)
+            if layout != last_layout:  # records of one message usually share their keys and order
+                last_layout = layout
+                last_normal, last_dup = _normalised_layout(layout, wanted)
+            normal, dup = dict(zip(last_normal, rec.values(), strict=True)), last_dup
+            if dup is not None:
+                detail = f"field {dup!r}: expected one spelling, got it both with spaces and with underscores"
+                reject(i, Reason.DUPLICATE_FIELD, detail, rec, _identifiers(normal, max_chars)[0])
+                continue
+            rec = normal
+        try:
+            row = get_numeric(rec)
+            cat_raw = [rec[c] for c in categorical] if categorical else ()
+        except KeyError:
+            missing = [f for f in plan.features if f not in rec]
+            shown = ", ".join(repr(m) for m in missing[:5]) + (", …" if len(missing) > 5 else "")
+            n = len(plan.features)
+            detail = (
+                f"field {missing[0]!r}: expected all {n} model features, got {len(missing)} absent: {shown}"
+            )
+            reject(i, Reason.MISSING_FIELD, detail, rec)
+            continue
+        ident, problem = _identifiers(rec, max_chars)
+        if problem is not None:
+            reject(i, Reason.BAD_IDENTIFIER, problem, rec, ident)
+            continue
+        cats: dict[str, str] = {}
+        for name, v in zip(categorical, cat_raw, strict=True):
+            value, err = _category(v, max_chars)
+            if err is not None:
+                problem = f"categorical field {name!r}: {err}"
+                break
+            cats[name] = value  # type: ignore[assignment]
+        if problem is None and plan.key_columns:
+            key, problem = _window_key(plan, rec, ident, max_chars)
+        else:
+            key = ""
+        if problem is not None:
+            reject(i, Reason.BAD_IDENTIFIER, problem, rec, ident)
+            continue
+        pending.append((i, rec, ident, cats, key))
+        rows.append(row)
+    if not pending:
+        return [], rejected
+
+    # Stage 2, per message: one type check and one conversion for all numeric values.
+    arr = None
+    if set(map(type, chain.from_iterable(rows))) <= _NUM_TYPES:
+        try:
+            arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(plan.numeric))
+        except OverflowError:  # an integer beyond float64: find it row by row
+            arr = None
+    if arr is None:
+        keep = []
+        for j, (entry, row) in enumerate(zip(pending, rows, strict=True)):
+            bad = _row_problem(plan.numeric, row)
+            if bad is None:
+                keep.append(j)
+            else:
+                i, rec, ident = entry[0], entry[1], entry[2]
+                reject(i, bad[0], bad[1], rec, ident)
+        pending = [pending[j] for j in keep]
+        arr = np.array([tuple(map(float, rows[j])) for j in keep], dtype=np.float64)
+        arr = arr.reshape(len(keep), len(plan.numeric))
+
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        for j in np.flatnonzero(~finite):
+            i, rec, ident = pending[j][:3]
+            col = int(np.flatnonzero(~np.isfinite(arr[j]))[0])
+            name = plan.numeric[col]
+            detail = f"field {name!r}: expected a finite number, got {_describe(rec[name])}"
+            reject(int(i), Reason.NON_FINITE, detail, rec, ident)
+        pending = [p for p, ok in zip(pending, finite.tolist(), strict=True) if ok]
+        arr = arr[finite]
+
+    if categorical:
+        values = np.full((len(arr), len(plan.features)), np.nan)
+        values[:, plan.num_pos] = arr
+    else:
+        values = arr
+    accepted = [
+        FlowRecord(values[j], ident, key, cats, i) for j, (i, _, ident, cats, key) in enumerate(pending)
+    ]
+    if rejected:
+        rejected.sort(key=lambda r: r.index if r.index is not None else -1)
+    return accepted, rejected
+
+
+# --------------------------------------------------------------------------- the published schema
+
+
+def flow_record_schema(limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a flow message, generated from this module's constants."""
+    finite = {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max}
+    props: dict[str, Any] = {c: {"$ref": "#/$defs/finiteNumber"} for c in IOTID20_NUMERIC_COLUMNS}
+    ident_text = {"type": ["string", "integer"], "maxLength": limits.max_ident_chars}
+    for col, _, kind in IDENTIFIER_FIELDS:
+        if kind == _STR:
+            props[col] = {**ident_text, "description": "identifier, carried into alerts"}
+        elif kind in _INT_RANGE:
+            lo, hi = _INT_RANGE[kind]
+            props[col] = {"type": "integer", "minimum": lo, "maximum": hi}
+        elif kind == _TS:
+            props[col] = {
+                "type": ["string", "number"],
+                "maxLength": limits.max_ident_chars,
+                "description": "IoTID20: 'dd/mm/YYYY hh:MM:SS AM|PM'; epoch seconds also accepted",
+            }
+        else:
+            props[col] = {"type": "string", "minLength": 1, "maxLength": limits.max_ident_chars}
+    props["seq"]["description"] = "per-publisher sequence number (loss detection)"
+    props["sensor"]["description"] = "the publisher's id (loss detection)"
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "edge-ids flow message",
+        "description": (
+            "One flow record or an array of them, published to <prefix>/<gateway>/flows. Keys are IoTID20 "
+            "column names; CICFlowMeter spellings with spaces instead of underscores are accepted by the "
+            "agent too. Which numeric columns are required depends on the deployed model's spec.json "
+            "(its 'features'); the identifiers are optional. Generated by agent.records.flow_record_schema."
+        ),
+        "oneOf": [
+            {"$ref": "#/$defs/flowRecord"},
+            {
+                "type": "array",
+                "items": {"$ref": "#/$defs/flowRecord"},
+                "minItems": 1,
+                "maxItems": limits.max_records,
+            },
+        ],
+        "$defs": {
+            "finiteNumber": finite,
+            "flowRecord": {
+                "type": "object",
+                "maxProperties": limits.max_keys,
+                "properties": props,
+                "additionalProperties": True,
+            },
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m agent.records > agent/schema/flow_record.schema.json`` regenerates the schema."""
+    del argv
+    sys.stdout.write(json.dumps(flow_record_schema(), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

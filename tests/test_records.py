@@ -1,0 +1,512 @@
+"""Flow record parsing and validation (agent/records.py) and the published JSON Schema."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.preprocess import window_key
+from agent.records import (
+    EXCERPT_CHARS,
+    IOTID20_NUMERIC_COLUMNS,
+    FlowRecord,
+    Reason,
+    RecordLimits,
+    Rejected,
+    flow_record_schema,
+    parse_flows,
+)
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "agent" / "schema" / "flow_record.schema.json"
+FEATURES = ("Flow_Duration", "Flow_Byts/s", "Tot_Fwd_Pkts")
+BASE: dict[str, Any] = {
+    "Flow_ID": "10.0.0.1-10.0.0.2-5000-443-6",
+    "Src_IP": "10.0.0.1",
+    "Dst_IP": "10.0.0.2",
+    "Src_Port": 5000,
+    "Dst_Port": 443,
+    "Protocol": 6,
+    "Timestamp": "25/07/2019 03:25:53 AM",
+    "Flow_Duration": 75,
+    "Flow_Byts/s": 32160000.0,
+    "Tot_Fwd_Pkts": 1,
+    "seq": 7,
+    "sensor": "cicflowmeter-1",
+}
+
+
+def rec(**changes: Any) -> dict[str, Any]:
+    """BASE with changes applied; a value of ``...`` removes the key."""
+    out = dict(BASE)
+    for k, v in changes.items():
+        k = k.replace("__", "/")  # Flow_Byts__s → Flow_Byts/s
+        if v is ...:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, allow_nan=True).encode()
+
+
+def parse(obj: Any, **kw: Any) -> tuple[list[FlowRecord], list[Rejected]]:
+    payload = obj if isinstance(obj, bytes) else dumps(obj)
+    return parse_flows(payload, kw.pop("features", FEATURES), **kw)
+
+
+def only_rejection(obj: Any, **kw: Any) -> Rejected:
+    accepted, rejected = parse(obj, **kw)
+    assert accepted == [] and len(rejected) == 1, (accepted, rejected)
+    return rejected[0]
+
+
+def csv_rows(path: Path) -> list[dict[str, Any]]:
+    """A CSV's rows as JSON-ready objects: numbers as int/float ('inf' → float inf), text kept."""
+    out = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            obj: dict[str, Any] = {}
+            for k, v in row.items():
+                try:
+                    obj[k] = int(v)
+                except ValueError:
+                    try:
+                        obj[k] = float(v)
+                    except ValueError:
+                        obj[k] = v
+            out.append(obj)
+    return out
+
+
+def sample_header(path: Path) -> list[str]:
+    with path.open(newline="") as f:
+        return next(csv.reader(f))
+
+
+# --------------------------------------------------------------------------- the happy path
+
+
+def test_one_object_and_an_array_parse() -> None:
+    accepted, rejected = parse(BASE)
+    assert rejected == []
+    (r,) = accepted
+    assert r.index == 0 and r.values.dtype == np.float64
+    assert r.values.tolist() == [75.0, 32160000.0, 1.0]
+    accepted, rejected = parse([BASE, rec(Flow_Duration=9)])
+    assert rejected == [] and [a.index for a in accepted] == [0, 1]
+    assert accepted[1].values[0] == 9.0
+
+
+def test_identifiers_are_carried_with_normalised_names() -> None:
+    (r,), _ = parse(BASE)
+    assert r.ident == {
+        "flow_id": "10.0.0.1-10.0.0.2-5000-443-6",
+        "src_ip": "10.0.0.1",
+        "dst_ip": "10.0.0.2",
+        "src_port": 5000,
+        "dst_port": 443,
+        "protocol": 6,
+        "timestamp": "25/07/2019 03:25:53 AM",
+        "seq": 7,
+        "sensor": "cicflowmeter-1",
+    }
+
+
+def test_identifiers_are_optional_and_normalised() -> None:
+    only_features = {f: BASE[f] for f in FEATURES}
+    (r,), _ = parse(only_features)
+    assert r.ident == {} and r.key == ""
+    (r,), _ = parse(rec(Src_Port=443.0, Flow_ID=12345, Timestamp=1690000000.5, Dst_IP=None, sensor=...))
+    assert r.ident["src_port"] == 443 and type(r.ident["src_port"]) is int
+    assert r.ident["flow_id"] == "12345"
+    assert r.ident["timestamp"] == 1690000000.5
+    assert "dst_ip" not in r.ident and "sensor" not in r.ident  # null counts as absent
+
+
+def test_cicflowmeter_keys_with_spaces_are_accepted() -> None:
+    spaced = {k.replace("_", " "): v for k, v in BASE.items()}
+    assert "Flow Byts/s" in spaced and "Src IP" in spaced and "Flow ID" in spaced
+    (a,), rej = parse([spaced], key_columns=("Src_IP",))
+    (b,), _ = parse([BASE], key_columns=("Src_IP",))
+    assert rej == []
+    assert a.values.tolist() == b.values.tolist() and a.ident == b.ident and a.key == b.key == "10.0.0.1"
+    # model features and key columns may be given in either spelling too
+    (c,), _ = parse(spaced, features=[f.replace("_", " ") for f in FEATURES], key_columns=("Src IP",))
+    assert c.values.tolist() == b.values.tolist() and c.key == "10.0.0.1"
+
+
+def test_mixed_spellings_in_one_message() -> None:
+    spaced = {k.replace("_", " "): v for k, v in BASE.items()}
+    accepted, rejected = parse([BASE, spaced, rec(Tot_Fwd_Pkts=3), spaced])
+    assert rejected == [] and [a.index for a in accepted] == [0, 1, 2, 3]
+    assert accepted[2].values[2] == 3.0
+
+
+def test_window_key_matches_preprocess_window_key() -> None:
+    cols = ("Src_IP", "Dst_Port", "vlan")
+    r = rec(vlan="v12")
+    (a,), _ = parse(r, key_columns=cols)
+    assert a.key == window_key(r, cols) == "10.0.0.1|443|v12"
+    (b,), _ = parse(rec(Src_IP=...), key_columns=cols)
+    assert b.key == "|443|"  # missing → ""
+    (c,), _ = parse(rec(vlan=3), key_columns=("vlan",))
+    assert c.key == "3"
+
+
+def test_categorical_features_are_kept_as_strings() -> None:
+    feats = ("Flow_Duration", "Protocol", "Src_IP")
+    (r,), rej = parse(BASE, features=feats, categorical=("Protocol", "Src_IP"))
+    assert rej == []
+    assert r.values[0] == 75.0 and np.isnan(r.values[1:]).all()
+    assert r.categories == {"Protocol": "6", "Src_IP": "10.0.0.1"}
+
+
+def test_rejected_record_keeps_its_valid_identifiers_for_loss_accounting() -> None:
+    accepted, rejected = parse([BASE, rec(Flow_Duration="x", seq=8)])
+    assert len(accepted) == 1
+    bad = rejected[0]
+    assert bad.index == 1 and bad.ident["seq"] == 8 and bad.ident["sensor"] == "cicflowmeter-1"
+
+
+# --------------------------------------------------------------------------- every reason code
+
+SMALL = RecordLimits(max_message_bytes=300, max_records=2)
+TIGHT = RecordLimits(max_ident_chars=32, max_keys=14)  # BASE has 12 keys, identifiers <= 28 chars
+
+MESSAGE_CASES = [
+    pytest.param(b"x" * 301, SMALL, Reason.TOO_LARGE, id="too_large"),
+    pytest.param(b'{"Flow_Duration": "\xff"}', None, Reason.NOT_UTF8, id="not_utf8"),
+    pytest.param(b'{"Flow_Duration": ', None, Reason.INVALID_JSON, id="invalid_json"),
+    pytest.param(b"[" * 50_000 + b"]" * 50_000, None, Reason.INVALID_JSON, id="invalid_json_too_deep"),
+    pytest.param(b'{"Flow_Duration": 1' + b"0" * 5000 + b"}", None, Reason.INVALID_JSON, id="int_digits"),
+    pytest.param(b"42", None, Reason.NOT_AN_OBJECT, id="not_an_object_number"),
+    pytest.param(b'"flows"', None, Reason.NOT_AN_OBJECT, id="not_an_object_string"),
+    pytest.param(b"[]", None, Reason.EMPTY, id="empty_array"),
+    pytest.param(b"  \n", None, Reason.EMPTY, id="empty_payload"),
+    pytest.param(b"[{}, {}, {}]", SMALL, Reason.TOO_MANY_RECORDS, id="too_many_records"),
+]
+
+
+@pytest.mark.parametrize(("payload", "limits", "reason"), MESSAGE_CASES)
+def test_message_level_reasons(payload: bytes, limits: RecordLimits | None, reason: Reason) -> None:
+    bad = only_rejection(payload, **({"limits": limits} if limits else {}))
+    assert bad.reason == reason and bad.index is None
+    assert bad.detail.startswith("message: ") and "expected" in bad.detail and "got" in bad.detail
+    assert bad.excerpt == payload[:EXCERPT_CHARS].decode("utf-8", "backslashreplace")[:EXCERPT_CHARS]
+
+
+def test_too_large_is_checked_before_decoding() -> None:
+    bad = only_rejection(b"\xff" * (1 << 20) + b"\xff")
+    assert bad.reason == "too_large" and str(1 << 20) in bad.detail
+    assert len(bad.excerpt) <= EXCERPT_CHARS
+
+
+RECORD_CASES = [
+    # (record, limits, reason, field named in the detail)
+    pytest.param(3, None, Reason.NOT_AN_OBJECT, "record 1", id="not_an_object_element"),
+    pytest.param([BASE], None, Reason.NOT_AN_OBJECT, "record 1", id="nested_array"),
+    pytest.param(rec(a=1, b=2, c=3), TIGHT, Reason.TOO_MANY_KEYS, "record 1", id="too_many_keys"),
+    pytest.param({**BASE, "Src IP": "10.9.9.9"}, None, Reason.DUPLICATE_FIELD, "Src_IP", id="duplicate"),
+    pytest.param(rec(Flow_Byts__s=...), None, Reason.MISSING_FIELD, "Flow_Byts/s", id="missing"),
+    pytest.param(rec(Flow_Duration=True), None, Reason.NON_NUMERIC, "Flow_Duration", id="bool"),
+    pytest.param(rec(Flow_Duration="12.5"), None, Reason.NON_NUMERIC, "Flow_Duration", id="numeric_str"),
+    pytest.param(rec(Flow_Duration=None), None, Reason.NON_NUMERIC, "Flow_Duration", id="null"),
+    pytest.param(rec(Flow_Duration=[1]), None, Reason.NON_NUMERIC, "Flow_Duration", id="list"),
+    pytest.param(rec(Flow_Duration={"v": 1}), None, Reason.NON_NUMERIC, "Flow_Duration", id="object"),
+    pytest.param(rec(Flow_Byts__s=math.nan), None, Reason.NON_FINITE, "Flow_Byts/s", id="NaN_literal"),
+    pytest.param(rec(Flow_Byts__s=math.inf), None, Reason.NON_FINITE, "Flow_Byts/s", id="Infinity"),
+    pytest.param(rec(Flow_Byts__s=-math.inf), None, Reason.NON_FINITE, "Flow_Byts/s", id="-Infinity"),
+    pytest.param(rec(Flow_Byts__s=10**400), None, Reason.NON_FINITE, "Flow_Byts/s", id="huge_int"),
+    pytest.param(rec(Flow_Byts__s="inf"), None, Reason.NON_FINITE, "Flow_Byts/s", id="inf_string"),
+    pytest.param(rec(Src_IP=["10.0.0.1"]), None, Reason.BAD_IDENTIFIER, "Src_IP", id="ident_list"),
+    pytest.param(rec(Src_IP="1" * 33), TIGHT, Reason.BAD_IDENTIFIER, "Src_IP", id="ident_too_long"),
+    pytest.param(rec(Src_IP=True), None, Reason.BAD_IDENTIFIER, "Src_IP", id="ident_bool"),
+    pytest.param(rec(Src_IP="10.0.0.\ud800"), None, Reason.BAD_IDENTIFIER, "Src_IP", id="ident_surrogate"),
+    pytest.param(rec(seq=-1), None, Reason.BAD_IDENTIFIER, "seq", id="seq_negative"),
+    pytest.param(rec(seq="3"), None, Reason.BAD_IDENTIFIER, "seq", id="seq_string"),
+    pytest.param(rec(seq=1.5), None, Reason.BAD_IDENTIFIER, "seq", id="seq_fraction"),
+    pytest.param(rec(sensor=""), None, Reason.BAD_IDENTIFIER, "sensor", id="sensor_empty"),
+    pytest.param(rec(sensor=12), None, Reason.BAD_IDENTIFIER, "sensor", id="sensor_int"),
+    pytest.param(rec(Dst_Port=70000), None, Reason.BAD_IDENTIFIER, "Dst_Port", id="port_range"),
+    pytest.param(rec(Protocol=256), None, Reason.BAD_IDENTIFIER, "Protocol", id="protocol_range"),
+    pytest.param(rec(Timestamp={"t": 1}), None, Reason.BAD_IDENTIFIER, "Timestamp", id="timestamp_object"),
+    pytest.param(rec(Timestamp=math.nan), None, Reason.BAD_IDENTIFIER, "Timestamp", id="timestamp_nan"),
+]
+
+
+@pytest.mark.parametrize(("record", "limits", "reason", "named"), RECORD_CASES)
+def test_record_level_reasons(record: Any, limits: RecordLimits | None, reason: Reason, named: str) -> None:
+    """A bad record between two good ones: only it is rejected, with its index and the field named."""
+    kw: dict[str, Any] = {"limits": limits} if limits else {}
+    accepted, rejected = parse([BASE, record, BASE], **kw)
+    assert [a.index for a in accepted] == [0, 2]
+    (bad,) = rejected
+    assert bad.reason == reason and bad.index == 1
+    assert named in bad.detail and "expected" in bad.detail and "got" in bad.detail, bad.detail
+    assert 0 < len(bad.excerpt) <= EXCERPT_CHARS
+    bad.excerpt.encode("utf-8")  # safe to republish (no lone surrogates)
+    json.dumps(bad.to_dict(), allow_nan=False).encode("utf-8")
+
+
+def test_single_object_record_rejection_has_index_0() -> None:
+    bad = only_rejection(rec(Flow_Duration="12.5"))
+    assert bad.reason == "non_numeric" and bad.index == 0 and "numeric strings are not accepted" in bad.detail
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (["tcp"], "Protocol"),
+        (True, "Protocol"),
+        (None, "Protocol"),
+        (1.5, "Protocol"),
+        ("x" * 300, "Protocol"),
+    ],
+)
+def test_bad_categorical_value(value: Any, named: str) -> None:
+    bad = only_rejection(
+        rec(Protocol=value), features=("Flow_Duration", "Protocol"), categorical=("Protocol",)
+    )
+    assert bad.reason == "bad_identifier" and named in bad.detail
+
+
+def test_bad_key_column_value() -> None:
+    bad = only_rejection(rec(vlan=[1, 2]), key_columns=("vlan",))
+    assert bad.reason == "bad_identifier" and "vlan" in bad.detail
+
+
+def test_missing_categorical_feature_is_missing_field() -> None:
+    bad = only_rejection(rec(Protocol=...), features=("Flow_Duration", "Protocol"), categorical=("Protocol",))
+    assert bad.reason == "missing_field" and "Protocol" in bad.detail
+
+
+def test_every_reason_code_is_exercised() -> None:
+    seen = {p.values[2] for p in MESSAGE_CASES} | {p.values[2] for p in RECORD_CASES}
+    assert seen == set(Reason) - {Reason.INTERNAL_ERROR}
+
+
+def test_mixed_good_and_bad_array_keeps_order_and_accounts_for_everything() -> None:
+    msg = [
+        BASE,
+        "not a record",
+        rec(Flow_Byts__s=math.inf),
+        rec(Flow_Duration=12),
+        rec(seq=-5),
+        rec(Flow_Duration="7"),
+        rec(Tot_Fwd_Pkts=...),
+        rec(Flow_Byts__s=10**400),
+        rec(Tot_Fwd_Pkts=2),
+    ]
+    accepted, rejected = parse(msg)
+    assert [a.index for a in accepted] == [0, 3, 8]
+    assert [(r.index, r.reason) for r in rejected] == [
+        (1, "not_an_object"),
+        (2, "non_finite"),
+        (4, "bad_identifier"),
+        (5, "non_numeric"),
+        (6, "missing_field"),
+        (7, "non_finite"),
+    ]
+    assert [a.values.tolist() for a in accepted] == [
+        [75.0, 32160000.0, 1.0],
+        [12.0, 32160000.0, 1.0],
+        [75.0, 32160000.0, 2.0],
+    ]
+
+
+def test_payload_types_and_bom() -> None:
+    payload = dumps(BASE)
+    for p in (bytearray(payload), memoryview(payload), b"\xef\xbb\xbf" + payload):
+        accepted, rejected = parse_flows(p, FEATURES)  # type: ignore[arg-type]
+        assert len(accepted) == 1 and rejected == []
+
+
+def test_record_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_records"):
+        RecordLimits(max_records=0)
+
+
+# --------------------------------------------------------------------------- the real sample
+
+
+def test_real_sample_rows_parse_to_the_csv_numbers(sample_csv: Path) -> None:
+    rows = csv_rows(sample_csv)
+    feats = list(IOTID20_NUMERIC_COLUMNS)
+    inf_rows = [
+        i for i, r in enumerate(rows) if any(isinstance(v, float) and math.isinf(v) for v in r.values())
+    ]
+    assert len(inf_rows) == 1
+    accepted: list[FlowRecord] = []
+    rejected: list[tuple[int, Rejected]] = []
+    for start in range(0, len(rows), 100):  # 100 records per message, as on the gateway
+        a, r = parse_flows(dumps(rows[start : start + 100]), feats, key_columns=("Src_Port",))
+        accepted += [FlowRecord(x.values, x.ident, x.key, x.categories, start + x.index) for x in a]
+        rejected += [(start + x.index, x) for x in r]  # type: ignore[operator]
+    assert len(accepted) + len(rejected) == len(rows)
+    ((i, bad),) = rejected
+    assert i == inf_rows[0] and bad.reason == "non_finite" and "Flow_Byts/s" in bad.detail
+    got = np.stack([a.values for a in accepted])
+    want = np.array([[rows[a.index][c] for c in feats] for a in accepted], dtype=np.float64)
+    np.testing.assert_array_equal(got, want)
+    assert all(a.ident["src_port"] == rows[a.index]["Src_Port"] for a in accepted)
+    assert all(a.key == str(rows[a.index]["Src_Port"]) for a in accepted)
+
+
+def test_real_full_schema_rows_carry_identifiers(fullschema_csv: Path) -> None:
+    rows = [
+        {k: v for k, v in r.items() if k not in ("Label", "Cat", "Sub_Cat")} for r in csv_rows(fullschema_csv)
+    ]
+    spaced = [{k.replace("_", " "): v for k, v in r.items()} for r in rows]
+    for msg in (rows, spaced):
+        accepted, rejected = parse_flows(dumps(msg), IOTID20_NUMERIC_COLUMNS, key_columns=("Src_IP",))
+        assert rejected == [] and len(accepted) == len(rows)
+        for a, r in zip(accepted, rows, strict=True):
+            assert a.ident["flow_id"] == r["Flow_ID"] and a.ident["timestamp"] == r["Timestamp"]
+            assert a.key == r["Src_IP"] and a.ident["protocol"] == r["Protocol"]
+            assert a.values.tolist() == [float(r[c]) for c in IOTID20_NUMERIC_COLUMNS]
+
+
+# --------------------------------------------------------------------------- the JSON Schema
+
+
+def test_numeric_columns_equal_the_sample_header(sample_csv: Path) -> None:
+    header = sample_header(sample_csv)
+    assert header[-1] == "Target"
+    assert tuple(header[:-1]) == IOTID20_NUMERIC_COLUMNS and len(IOTID20_NUMERIC_COLUMNS) == 79
+
+
+def test_schema_file_is_generated_from_the_columns() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    assert schema == flow_record_schema(), (
+        "regenerate: python -m agent.records > agent/schema/flow_record.schema.json"
+    )
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    record = schema["$defs"]["flowRecord"]
+    assert tuple(record["properties"])[:79] == IOTID20_NUMERIC_COLUMNS
+    assert record["additionalProperties"] is True
+    assert {"seq", "sensor", "Flow_ID", "Src_IP", "Dst_IP", "Timestamp"} <= set(record["properties"])
+    assert schema["oneOf"][1]["maxItems"] == RecordLimits().max_records
+
+
+def test_schema_validates_real_records(sample_csv: Path, fullschema_csv: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    rows = [
+        r
+        for r in csv_rows(sample_csv)[:500]
+        if all(not isinstance(v, float) or math.isfinite(v) for v in r.values())
+    ]
+    full = csv_rows(fullschema_csv)
+    for msg in (rows, full, full[0], [{**r, "seq": i, "sensor": "s1"} for i, r in enumerate(full)]):
+        errors = list(validator.iter_errors(msg))
+        assert errors == [], errors[:1]
+    for bad in (
+        [],
+        {**full[0], "seq": -1},
+        {**full[0], "Flow_Duration": "75"},
+        {**full[0], "Src_Port": 70000},
+    ):
+        assert not validator.is_valid(bad)
+    inf_row = next(r for r in csv_rows(sample_csv) if math.isinf(r["Flow_Byts/s"]))
+    assert not validator.is_valid(inf_row)  # float64 range: infinity is not a valid value
+
+
+# --------------------------------------------------------------------------- never raise, never drop
+
+KEY_NAMES = [*FEATURES, *(k for k in BASE if k not in FEATURES), "vlan", "Src IP", "Flow Byts/s", "x"]
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@st.composite
+def mutated_record(draw: st.DrawFn) -> Any:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(json_values)
+    r = dict(BASE)
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["set", "delete", "space"]))
+        k = draw(st.sampled_from(KEY_NAMES) | st.text(max_size=6))
+        if op == "set":
+            r[k] = draw(json_values)
+        elif op == "delete":
+            r.pop(k, None)
+        elif k in r:
+            r[k.replace("_", " ")] = r.pop(k)
+    return r
+
+
+def check_accounting(payload: bytes, **kw: Any) -> None:
+    try:
+        top = json.loads(payload)
+        n = len(top) if isinstance(top, list) else 1
+    except (ValueError, RecursionError):
+        n = None
+    features = kw.pop("features", FEATURES)
+    accepted, rejected = parse_flows(payload, features, **kw)
+    assert all(r.reason != Reason.INTERNAL_ERROR for r in rejected), rejected
+    for r in rejected:
+        assert isinstance(r.reason, Reason) and r.detail and len(r.excerpt) <= EXCERPT_CHARS
+        json.dumps(r.to_dict(), allow_nan=False).encode("utf-8")
+    if any(r.index is None for r in rejected):
+        assert accepted == [] and len(rejected) == 1
+        return
+    assert n is not None
+    indices = [a.index for a in accepted] + [r.index for r in rejected]
+    assert sorted(indices) == list(range(n))  # each record exactly once
+    for a in accepted:
+        assert a.values.dtype == np.float64 and a.values.shape == (len(features),)
+
+
+PLAN = {"categorical": ("Protocol",), "key_columns": ("Src_IP", "vlan")}
+PLAN_FEATURES = ("Flow_Duration", "Protocol", "Flow_Byts/s")
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_raise(payload: bytes) -> None:
+    check_accounting(payload)
+    check_accounting(b"[" + payload + b"]")
+
+
+@SETTINGS
+@given(json_values)
+def test_arbitrary_json_never_raises(value: Any) -> None:
+    payload = json.dumps(value, allow_nan=True).encode()
+    check_accounting(payload)
+    check_accounting(payload, features=PLAN_FEATURES, **PLAN)
+
+
+@SETTINGS
+@given(st.lists(mutated_record(), min_size=1, max_size=6), st.booleans())
+def test_mutated_records_are_each_accepted_or_rejected_once(records: list[Any], single: bool) -> None:
+    payload = json.dumps(records[0] if single else records, allow_nan=True).encode()
+    check_accounting(payload)
+    check_accounting(payload, features=PLAN_FEATURES, **PLAN)
+    accepted, _ = parse_flows(payload, PLAN_FEATURES, **PLAN)  # type: ignore[arg-type]
+    for a in accepted:
+        assert np.isfinite(a.values[[0, 2]]).all() and np.isnan(a.values[1])
+        assert set(a.categories) == {"Protocol"}
