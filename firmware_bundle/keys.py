@@ -1,0 +1,163 @@
+"""Ed25519 signing keys: generate, save (private key 0600, atomically), load, key ids, sign, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_LENGTH = 64
+
+
+class KeyFileError(ValueError):
+    """A key file that is missing, unreadable or not an Ed25519 key of the expected kind."""
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def key_id(public_key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
+    """sha256 hex of the raw 32-byte public key (a private key is reduced to its public key)."""
+    if isinstance(public_key, Ed25519PrivateKey):
+        public_key = public_key.public_key()
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def sign(private_key: Ed25519PrivateKey, data: bytes) -> bytes:
+    """The 64-byte raw Ed25519 signature over ``data`` (deterministic)."""
+    return private_key.sign(data)
+
+
+def verify_signature(public_key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    """True when ``signature`` is a valid Ed25519 signature of ``data`` under ``public_key``."""
+    if len(signature) != SIGNATURE_LENGTH:
+        return False
+    try:
+        public_key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- PEM
+
+
+def private_key_to_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_key_to_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def private_key_from_pem(pem: bytes, password: bytes | None = None) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=password)
+    except (ValueError, TypeError) as e:
+        raise KeyFileError(f"expected a PEM PKCS8 private key, got unreadable data ({e})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"expected an Ed25519 private key, got {type(key).__name__}")
+    return key
+
+
+def public_key_from_pem(pem: bytes) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as e:
+        raise KeyFileError(f"expected a PEM public key, got unreadable data ({e})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"expected an Ed25519 public key, got {type(key).__name__}")
+    return key
+
+
+def load_private_key(path: str | Path, password: bytes | None = None) -> Ed25519PrivateKey:
+    """Load a PEM PKCS8 Ed25519 private key; warns when the file is readable by group or others."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        pem = path.read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read private key: {e.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s: private key is accessible by group/others (mode %o); expected 0600", path, mode & 0o777)
+    try:
+        return private_key_from_pem(pem, password)
+    except KeyFileError as e:
+        raise KeyFileError(f"{path}: {e}") from None
+
+
+def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    path = Path(path)
+    try:
+        pem = path.read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read public key: {e.strerror}") from None
+    try:
+        return public_key_from_pem(pem)
+    except KeyFileError as e:
+        raise KeyFileError(f"{path}: {e}") from None
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_atomic(path: str | Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    A temporary file in the same directory is written with ``mode``, fsynced, then renamed over
+    ``path`` (``overwrite=False``: hard-linked, so an existing file is never replaced and
+    FileExistsError is raised). The directory is fsynced afterwards.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def write_keypair(out_dir: str | Path, name: str = "bundle-signing") -> tuple[Path, Path, str]:
+    """Generate a key pair into ``out_dir``: ``NAME.key.pem`` (0600) and ``NAME.pub.pem``.
+
+    Never overwrites an existing key (FileExistsError). Returns (private path, public path, key id).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    priv_path, pub_path = out / f"{name}.key.pem", out / f"{name}.pub.pem"
+    for p in (priv_path, pub_path):
+        if p.exists():
+            raise FileExistsError(f"{p} exists; refusing to overwrite a key")
+    key = generate_private_key()
+    write_atomic(priv_path, private_key_to_pem(key), mode=0o600, overwrite=False)
+    write_atomic(pub_path, public_key_to_pem(key.public_key()), mode=0o644, overwrite=False)
+    kid = key_id(key)
+    log.info("generated Ed25519 key %s: %s, %s", kid, priv_path, pub_path)
+    return priv_path, pub_path, kid
