@@ -1,0 +1,198 @@
+"""The whole trainer run: data → clean → split → Extra-Trees top-k → Min-Max → windows → train → evaluate → export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from trainer.config import Profile
+from trainer.data import FlowTable, resolve_source
+from trainer.evaluate import (
+    binary_metrics,
+    per_category,
+    plot_confusion,
+    plot_curves,
+    plot_history,
+    unseen_in_train,
+)
+from trainer.export import ExportResult, export_model, score_tflite
+from trainer.features import Selection, select_features
+from trainer.train import TrainedModel, predict, train_model
+from trainer.windows import SplitWindows, build_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Everything up to the model input: the cleaned table, the split, the transform and the windows."""
+
+    table: FlowTable
+    train_frame: pd.DataFrame
+    test_frame: pd.DataFrame
+    selection: Selection
+    train: SplitWindows
+    test: SplitWindows
+
+
+def prepare(profile: Profile, workdir: Path) -> Prepared:
+    """Load and clean the data, split it (stratified), select and scale features, build windows."""
+    table = resolve_source(profile.data, synthetic_rows=profile.synthetic_rows, seed=profile.seed, workdir=workdir)
+    log.info("%s", table.describe())
+    frame = table.frame
+    train_idx, test_idx = train_test_split(
+        np.arange(len(frame)),
+        test_size=profile.split.test_size,
+        stratify=frame["y"],
+        random_state=profile.seed,
+    )
+    train_frame = frame.iloc[np.sort(train_idx)].reset_index(drop=True)
+    test_frame = frame.iloc[np.sort(test_idx)].reset_index(drop=True)
+    selection = select_features(
+        train_frame,
+        top_k=profile.features.top_k,
+        include_identifiers=profile.features.include_identifiers,
+        n_estimators=profile.features.extra_trees_estimators,
+        seed=profile.seed,
+        log_scale=profile.features.scaling == "log-minmax",
+    )
+    w = profile.window
+    kw = {"length": w.length, "key": w.key, "order": w.order}
+    train = build_split(train_frame, selection.transform, seed=profile.seed, **kw)
+    test = build_split(test_frame, selection.transform, seed=profile.seed + 1, **kw)
+    log.info("windows %s: %d train, %d test", train.shape, len(train), len(test))
+    return Prepared(table, train_frame, test_frame, selection, train, test)
+
+
+def run(profile: Profile, out_dir: Path, *, model_version: str | None = None, verbose: int = 2) -> dict[str, Any]:
+    """Run the profile end to end; writes the artifacts and the report into ``out_dir``."""
+    from trainer.report import write_report  # matplotlib-heavy; imported when a report is written
+
+    started = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare(profile, out_dir / "data")
+    threshold = profile.export.threshold
+    trained: dict[str, TrainedModel] = {}
+    scores: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys([profile.model.name, *profile.compare]):
+        trained[name] = train_model(
+            name, prep.train, profile.train, out_dir / "keras", seed=profile.seed, verbose=verbose
+        )
+        scores[name] = predict(trained[name].model, prep.test)
+
+    main = profile.model.name
+    version = model_version or f"{profile.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    exported = export_model(
+        trained[main],
+        train=prep.train,
+        test=prep.test,
+        transform=prep.selection.transform,
+        window_key=profile.window.key,
+        keras_scores=scores[main],
+        out_dir=out_dir,
+        per_channel=profile.export.per_channel,
+        representative_windows=profile.export.representative_windows,
+        threshold=threshold,
+        selftest_windows=profile.export.selftest_windows,
+        model_version=version,
+        seed=profile.seed,
+        extra={"profile": profile.name, "data": prep.table.describe(), "synthetic": prep.table.synthetic},
+    )
+    from agent.interpreter import TFLiteModel
+
+    scores[f"{main} int8"] = score_tflite(TFLiteModel(exported.files["shipped"], num_threads=2), prep.test)
+    results = evaluate_all(prep, scores, threshold)
+    plots = make_plots(prep.test, trained, scores, results, out_dir)
+    summary = {
+        "profile": asdict(profile),
+        "data": {
+            "source": prep.table.source,
+            "synthetic": prep.table.synthetic,
+            "layout": prep.table.layout,
+            "description": prep.table.describe(),
+            "cleaning": prep.table.counts,
+        },
+        "split": {
+            "train": len(prep.train),
+            "test": len(prep.test),
+            "train_malicious": int(prep.train.y.sum()),
+            "test_malicious": int(prep.test.y.sum()),
+        },
+        "window": {"shape": list(prep.train.shape), "key": profile.window.key, "order": profile.window.order},
+        "features": {
+            "selected": list(prep.selection.transform.features),
+            "importances": prep.selection.importances,
+        },
+        "training": {
+            n: {
+                "best_epoch": t.best_epoch,
+                "epochs_run": t.stopped_epoch,
+                "seconds": round(t.seconds, 1),
+                "history": t.history,
+            }
+            for n, t in trained.items()
+        },
+        "results": results,
+        "export": export_summary(exported),
+        "plots": {k: p.name for k, p in plots.items()},
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "seconds": round(time.time() - started, 1),
+    }
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_report(summary, out_dir / "report.md")
+    log.info("report: %s", out_dir / "report.md")
+    return summary
+
+
+def evaluate_all(prep: Prepared, scores: dict[str, np.ndarray], threshold: float) -> dict[str, Any]:
+    """Metrics of every model on the test split, on its never-seen-in-training part, and per category."""
+    unseen = unseen_in_train(prep.train_frame, prep.test_frame, prep.test.rows)
+    y = prep.test.y
+    out: dict[str, Any] = {"unseen_test_windows": int(unseen.sum()), "test_windows": len(y), "models": {}}
+    for name, s in scores.items():
+        out["models"][name] = {
+            "test": binary_metrics(y, s, threshold),
+            "test_unseen": binary_metrics(y[unseen], s[unseen], threshold),
+            "per_category": per_category(prep.test.category, y, s, threshold),
+        }
+    return out
+
+
+def make_plots(
+    test: SplitWindows,
+    trained: dict[str, TrainedModel],
+    scores: dict[str, np.ndarray],
+    results: dict,
+    out: Path,
+) -> dict[str, Path]:
+    plots = {
+        f"history_{n}": plot_history(t.history, t.best_epoch, f"{n}: training and validation", out / f"history_{n}.png")
+        for n, t in trained.items()
+    }
+    plots["confusion"] = plot_confusion({n: r["test"] for n, r in results["models"].items()}, out / "confusion.png")
+    plots["roc"] = plot_curves(test.y, scores, "roc", out / "roc.png")
+    plots["pr"] = plot_curves(test.y, scores, "pr", out / "pr.png")
+    return plots
+
+
+def export_summary(e: ExportResult) -> dict[str, Any]:
+    return {
+        "files": {k: p.name for k, p in e.files.items()},
+        "sizes": e.sizes,
+        "comparison": e.comparison,
+        "ops": e.ops,
+        "spec_sha256": e.spec.sha256,
+        "model_version": e.spec.model_version,
+        "input_quantization": asdict(e.spec.input_quantization) if e.spec.input_quantization else None,
+        "output_quantization": asdict(e.spec.output_quantization) if e.spec.output_quantization else None,
+    }

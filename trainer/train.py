@@ -1,0 +1,118 @@
+"""Algorithm 1: compile, early stopping on val_accuracy (best weights restored), best-model checkpoint, fit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainer.config import Train
+from trainer.models import build_model, compile_model
+from trainer.windows import SplitWindows, WindowBatches
+
+log = logging.getLogger(__name__)
+
+MATERIALISE_LIMIT_BYTES = 2 << 30  # above this, windows are gathered per batch instead of held in memory
+
+
+@dataclass
+class TrainedModel:
+    name: str
+    model: keras.Model
+    history: dict[str, list[float]]
+    best_epoch: int
+    stopped_epoch: int
+    seconds: float
+    build_params: dict[str, Any]
+
+
+def validation_split(train: SplitWindows, fraction: float) -> tuple[SplitWindows, SplitWindows]:
+    """Keras' ``validation_split``: the last ``fraction`` of the (stream-ordered) training windows."""
+    cut = round(len(train) * (1.0 - fraction))
+    return train.subset(slice(0, cut)), train.subset(slice(cut, None))
+
+
+def _inputs(split: SplitWindows, batch_size: int, *, shuffle: bool, seed: int) -> dict[str, Any]:
+    t, f = split.shape
+    if len(split) * t * f * 4 <= MATERIALISE_LIMIT_BYTES:
+        return {"x": split.windows(), "y": split.y, "batch_size": batch_size, "shuffle": shuffle}
+    return {"x": WindowBatches(split, batch_size, shuffle=shuffle, seed=seed)}
+
+
+def train_model(
+    name: str,
+    train: SplitWindows,
+    cfg: Train,
+    out_dir: Path,
+    *,
+    seed: int = 42,
+    verbose: int = 2,
+    early_stopping: bool = True,
+    **hp: Any,
+) -> TrainedModel:
+    """Train ``name`` on ``train`` per Algorithm 1; the best checkpoint is kept in ``out_dir``.
+
+    ``early_stopping=False`` trains exactly ``cfg.epochs`` epochs without callbacks (the grid search).
+    """
+    keras.utils.set_random_seed(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fit_part, val_part = validation_split(train, cfg.validation_split)
+    model = compile_model(build_model(name, train.shape, **hp), cfg.optimizer, cfg.learning_rate)
+    checkpoint = out_dir / f"{name}.best.keras"
+    callbacks = (
+        [
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", patience=cfg.patience, restore_best_weights=True, verbose=1
+            ),
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_accuracy", save_best_only=True),
+        ]
+        if early_stopping
+        else []
+    )
+    val = _inputs(val_part, cfg.batch_size, shuffle=False, seed=seed)
+    log.info(
+        "training %s on %d windows of %s (validation %d), batch %d, up to %d epochs",
+        name,
+        len(fit_part),
+        train.shape,
+        len(val_part),
+        cfg.batch_size,
+        cfg.epochs,
+    )
+    start = time.perf_counter()
+    hist = model.fit(
+        **_inputs(fit_part, cfg.batch_size, shuffle=True, seed=seed),
+        validation_data=(val["x"], val["y"]) if "y" in val else val["x"],
+        epochs=cfg.epochs,
+        steps_per_epoch=cfg.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    best_epoch = int(np.argmax(history["val_accuracy"])) + 1
+    log.info(
+        "%s: best val_accuracy %.4f at epoch %d of %d (%.0f s)",
+        name,
+        max(history["val_accuracy"]),
+        best_epoch,
+        len(history["loss"]),
+        seconds,
+    )
+    if early_stopping:
+        (out_dir / f"{name}.history.json").write_text(json.dumps(history))
+    return TrainedModel(name, model, history, best_epoch, len(history["loss"]), seconds, dict(hp))
+
+
+def predict(model: keras.Model, split: SplitWindows, batch_size: int = 1024) -> np.ndarray:
+    """Float scores of a Keras model for every window of ``split``."""
+    t, f = split.shape
+    if len(split) * t * f * 4 <= MATERIALISE_LIMIT_BYTES:
+        return model.predict(split.windows(), batch_size=batch_size, verbose=0).reshape(-1)
+    return model.predict(WindowBatches(split, batch_size, shuffle=False), verbose=0).reshape(-1)
