@@ -1,0 +1,205 @@
+"""The agent's configuration: one YAML file, then environment variables, then command-line overrides.
+
+Environment: ``EDGE_IDS__MQTT__HOST=broker.lan`` sets ``mqtt.host`` (sections joined by ``__``).
+Secrets may come from files, and from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``):
+``mqtt-password`` and ``mqtt-client-key``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.typedconfig import ConfigError, apply_overrides, build, setting
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "agent.yaml"
+ENV_PREFIX = "EDGE_IDS__"
+_TOPIC_PART = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+__all__ = ["AgentConfig", "ConfigError", "load_config"]
+
+
+@dataclass
+class Model:
+    dir: str = setting("", help="directory holding model_int8.tflite and spec.json ('' = the installed bundle slot)")
+    runtime: str = setting("auto", choices=("auto", "ai_edge_litert", "tflite_runtime"))
+    threads: int = setting(1, min=1, max=64, help="interpreter threads")
+
+
+@dataclass
+class Tls:
+    enabled: bool = False
+    ca_file: str = setting("", help="CA bundle that signed the broker's certificate ('' = system CAs)")
+    cert_file: str = setting("", help="client certificate for mutual TLS")
+    key_file: str = setting("", help="client key for mutual TLS ('' = $CREDENTIALS_DIRECTORY/mqtt-client-key)")
+    insecure: bool = setting(False, help="skip hostname verification (testing only)")
+
+
+@dataclass
+class Mqtt:
+    host: str = "127.0.0.1"
+    port: int = setting(1883, min=1, max=65535)
+    protocol: str = setting("5", choices=("5", "3.1.1"), help="MQTT protocol version")
+    client_id: str = setting("", help="fixed client id for the persistent session ('' = edge-ids-<gateway_id>)")
+    clean_start: bool = setting(False, help="False keeps the broker session: flows queued while down arrive later")
+    session_expiry: int = setting(86400, min=0, help="seconds the broker keeps our session (MQTT 5)")
+    keepalive: int = setting(30, min=5, max=65535)
+    qos: int = setting(1, choices=(0, 1, 2), help="QoS for subscriptions and alerts")
+    topic_prefix: str = setting("edge-ids", help="topics are <prefix>/<gateway_id>/{flows,alerts,...}")
+    shared_group: str = setting("", help="subscribe via $share/<group>/... so several agents split one stream")
+    username: str = ""
+    password: str = setting("", help="prefer password_file or the mqtt-password credential")
+    password_file: str = ""
+    tls: Tls = setting(factory=Tls)
+    reconnect_min_delay: float = setting(1.0, min=0.1)
+    reconnect_max_delay: float = setting(60.0, min=1.0)
+    max_inflight: int = setting(100, min=1, max=65535, help="QoS 1 messages in flight before paho queues")
+
+    def validate(self) -> None:
+        if not _TOPIC_PART.match(self.topic_prefix):
+            raise ConfigError(f"mqtt.topic_prefix: {self.topic_prefix!r} must be topic levels of [A-Za-z0-9_.-]")
+        if self.shared_group and ("/" in self.shared_group or not _TOPIC_PART.match(self.shared_group)):
+            raise ConfigError(f"mqtt.shared_group: {self.shared_group!r} must be one topic level of [A-Za-z0-9_.-]")
+        if self.shared_group and self.protocol != "5":
+            raise ConfigError("mqtt.shared_group needs mqtt.protocol 5 (shared subscriptions are MQTT 5)")
+        if self.password and self.password_file:
+            raise ConfigError("mqtt.password and mqtt.password_file are exclusive; set one")
+        if (self.password or self.password_file) and not self.username:
+            raise ConfigError("mqtt.password must be provided with mqtt.username")
+        if bool(self.tls.cert_file) != bool(self.tls.key_file or _credential("mqtt-client-key")):
+            raise ConfigError("mqtt.tls.cert_file and mqtt.tls.key_file must be given together (mutual TLS)")
+        if self.reconnect_max_delay < self.reconnect_min_delay:
+            raise ConfigError("mqtt.reconnect_max_delay must be >= mqtt.reconnect_min_delay")
+
+    def resolved_password(self) -> str | None:
+        if self.password:
+            return self.password
+        if self.password_file:
+            return Path(self.password_file).read_text().strip()
+        cred = _credential("mqtt-password")
+        return cred.read_text().strip() if cred and self.username else None
+
+
+@dataclass
+class Batch:
+    max_records: int = setting(256, min=1, max=65536, help="flows scored together (one interpreter call)")
+    max_wait_ms: float = setting(20.0, min=0.0, max=10000.0, help="longest a flow waits for its batch to fill")
+    queue_records: int = setting(100_000, min=1, help="flows buffered between MQTT and inference")
+
+
+@dataclass
+class Windows:
+    max_keys: int = setting(4096, min=1, help="streams whose last T-1 flows are remembered (LRU)")
+
+
+@dataclass
+class RateLimit:
+    max_alerts: int = setting(20, min=0, help="alerts per source per window (0 = unlimited)")
+    per_seconds: float = setting(60.0, min=0.001)
+
+
+@dataclass
+class Alerts:
+    rate_limit: RateLimit = setting(factory=RateLimit)
+    publish_verdicts: bool = setting(False, help="also publish every flow's score on <prefix>/<gw>/verdicts")
+
+
+@dataclass
+class Limits:
+    max_message_bytes: int = setting(1 << 20, min=1024, help="larger flow messages are dead-lettered unparsed")
+    max_records_per_message: int = setting(5000, min=1)
+
+
+@dataclass
+class Outbox:
+    max_messages: int = setting(100_000, min=10, help="alerts kept while the broker is away; oldest dropped")
+
+
+@dataclass
+class Bundle:
+    enabled: bool = setting(True, help="accept signed model bundles over MQTT")
+    topic: str = setting("", help="fleet topic ('' = <prefix>/fleet/bundle); published retained")
+    public_keys: list[str] = setting(factory=list, help="PEM files of the Ed25519 keys bundles must be signed by")
+    max_bytes: int = setting(16 << 20, min=1024)
+    probation_seconds: float = setting(300.0, min=0.0, help="a new model that fails in this time is rolled back")
+    probation_min_windows: int = setting(64, min=1, help="windows scored before a constant-output model is failed")
+
+    def validate(self) -> None:
+        if self.enabled and not self.public_keys:
+            raise ConfigError("bundle.public_keys: at least one key is needed when bundle.enabled is true")
+
+
+@dataclass
+class AgentConfig:
+    gateway_id: str = setting("gateway", help="names this gateway in topics, alerts and the client id")
+    state_dir: str = setting("", help="outbox and model slots ('' = $STATE_DIRECTORY or ./state)")
+    model: Model = setting(factory=Model)
+    mqtt: Mqtt = setting(factory=Mqtt)
+    batch: Batch = setting(factory=Batch)
+    windows: Windows = setting(factory=Windows)
+    alerts: Alerts = setting(factory=Alerts)
+    limits: Limits = setting(factory=Limits)
+    outbox: Outbox = setting(factory=Outbox)
+    bundle: Bundle = setting(factory=Bundle)
+    stats_interval: float = setting(30.0, min=0.1, help="seconds between stats messages")
+    log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_json: bool = setting(False, help="one JSON object per log line")
+
+    def validate(self) -> None:
+        if not _TOPIC_PART.match(self.gateway_id) or "/" in self.gateway_id:
+            raise ConfigError(f"gateway_id: {self.gateway_id!r} must be one topic level of [A-Za-z0-9_.-]")
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "state")
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edge-ids-{self.gateway_id}"
+
+    def topic(self, leaf: str) -> str:
+        """``<prefix>/<gateway_id>/<leaf>``."""
+        return f"{self.mqtt.topic_prefix}/{self.gateway_id}/{leaf}"
+
+    @property
+    def bundle_topic(self) -> str:
+        return self.bundle.topic or f"{self.mqtt.topic_prefix}/fleet/bundle"
+
+
+def _credential(name: str) -> Path | None:
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    path = Path(directory) / name if directory else None
+    return path if path and path.exists() else None
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> list[str]:
+    """``EDGE_IDS__SECTION__KEY=value`` environment variables as ``section.key=value`` overrides."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{k[len(ENV_PREFIX) :].lower().replace('__', '.')}={v}"
+        for k, v in sorted(env.items())
+        if k.startswith(ENV_PREFIX)
+    ]
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, environ: dict[str, str] | None = None
+) -> AgentConfig:
+    """YAML file (default ``config/agent.yaml``), then environment, then ``overrides`` (``a.b=value``)."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        data: Any = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    apply_overrides(data, env_overrides(environ), where="environment")
+    apply_overrides(data, overrides or [], where="--set")
+    return build(AgentConfig, data)
