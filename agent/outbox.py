@@ -158,9 +158,7 @@ class Outbox:
             raise OutboxClosedError(f"outbox {self.path} is closed")
         return self._conn
 
-    def _commit_trimmed(
-        self, depth_after: int, write: Callable[[sqlite3.Connection], None] | None = None
-    ) -> None:
+    def _commit_trimmed(self, depth_after: int, write: Callable[[sqlite3.Connection], None] | None = None) -> None:
         """Run ``write`` and drop the oldest messages beyond the bound, in one transaction.
 
         ``depth_after`` is the depth once ``write`` committed; counters change only after COMMIT.
@@ -170,9 +168,7 @@ class Outbox:
             if write is not None:
                 write(c)
             if excess:
-                c.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (excess,)
-                )
+                c.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (excess,))
                 c.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (excess,))
         self._depth = depth_after - excess
         self._dropped += excess

@@ -323,9 +323,7 @@ class PreprocessSpec:
         if spec.window_length < 1 or not 0.0 < spec.threshold < 1.0:
             raise SpecError("window.length must be >= 1 and threshold in (0, 1)")
         if list(d["input"]["shape"]) != list(spec.input_shape):
-            raise SpecError(
-                f"input.shape {d['input']['shape']} != (window.length, #features) {spec.input_shape}"
-            )
+            raise SpecError(f"input.shape {d['input']['shape']} != (window.length, #features) {spec.input_shape}")
         return spec
 
     @classmethod

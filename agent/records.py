@@ -84,9 +84,7 @@ IDENTIFIER_FIELDS: tuple[tuple[str, str, int], ...] = (
 )
 _INT_RANGE = {_PORT: (0, 65535), _PROTO: (0, 255), _SEQ: (0, 2**63 - 1)}
 _NUM_TYPES = frozenset({int, float})
-_NONFINITE_STRINGS = frozenset(
-    {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
-)
+_NONFINITE_STRINGS = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 
 
 class Reason(StrEnum):
@@ -252,9 +250,7 @@ def _check_ident(v: Any, kind: int, max_chars: int) -> tuple[Any, str | None]:
     return i, None
 
 
-_INT_IDENTS = tuple(
-    (col, name, *_INT_RANGE[kind]) for col, name, kind in IDENTIFIER_FIELDS if kind in _INT_RANGE
-)
+_INT_IDENTS = tuple((col, name, *_INT_RANGE[kind]) for col, name, kind in IDENTIFIER_FIELDS if kind in _INT_RANGE)
 _TEXT_IDENTS = tuple((col, name) for col, name, kind in IDENTIFIER_FIELDS if kind not in _INT_RANGE)
 _IDENT_KIND = {col: kind for col, _, kind in IDENTIFIER_FIELDS}
 
@@ -382,9 +378,7 @@ def _normalised_layout(keys: tuple[str, ...], wanted: frozenset[str]) -> tuple[t
     return normal, None
 
 
-def _window_key(
-    plan: _Plan, rec: dict[str, Any], ident: dict[str, Any], max_chars: int
-) -> tuple[str, str | None]:
+def _window_key(plan: _Plan, rec: dict[str, Any], ident: dict[str, Any], max_chars: int) -> tuple[str, str | None]:
     """``agent.preprocess.window_key`` semantics (values joined by '|', absent or null → '')."""
     parts = []
     for col, name in zip(plan.key_columns, plan.key_ident, strict=True):
@@ -427,13 +421,9 @@ def parse_flows(
         plan = _plan(tuple(features), frozenset(categorical), tuple(key_columns))
         return _parse(payload, plan, limits)
     except Exception as e:  # the contract is "never raise": a bug becomes a dead-lettered message
-        log.exception(
-            "flow parser failed on a %d-byte message", len(payload) if hasattr(payload, "__len__") else -1
-        )
+        log.exception("flow parser failed on a %d-byte message", len(payload) if hasattr(payload, "__len__") else -1)
         excerpt = _excerpt_bytes(bytes(payload)) if isinstance(payload, bytes | bytearray) else ""
-        return [], [
-            Rejected(Reason.INTERNAL_ERROR, f"message: parser error {e!r}"[:EXCERPT_CHARS], None, excerpt)
-        ]
+        return [], [Rejected(Reason.INTERNAL_ERROR, f"message: parser error {e!r}"[:EXCERPT_CHARS], None, excerpt)]
 
 
 def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[FlowRecord], list[Rejected]]:
@@ -445,15 +435,11 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     elif not isinstance(payload, bytes):
         payload = bytes(payload)
     if len(payload) > limits.max_message_bytes:
-        return whole(
-            Reason.TOO_LARGE, f"expected at most {limits.max_message_bytes} bytes, got {len(payload)}"
-        )
+        return whole(Reason.TOO_LARGE, f"expected at most {limits.max_message_bytes} bytes, got {len(payload)}")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as e:
-        return whole(
-            Reason.NOT_UTF8, f"expected UTF-8, got byte 0x{payload[e.start]:02x} at offset {e.start}"
-        )
+        return whole(Reason.NOT_UTF8, f"expected UTF-8, got byte 0x{payload[e.start]:02x} at offset {e.start}")
     if text.startswith("\ufeff"):  # tolerate a UTF-8 byte order mark
         text = text[1:]
     if not text.strip():
@@ -473,19 +459,13 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
         if not items:
             return whole(Reason.EMPTY, "expected a flow record or an array of them, got an empty array")
         if len(items) > limits.max_records:
-            return whole(
-                Reason.TOO_MANY_RECORDS, f"expected at most {limits.max_records} records, got {len(items)}"
-            )
+            return whole(Reason.TOO_MANY_RECORDS, f"expected at most {limits.max_records} records, got {len(items)}")
     else:
-        return whole(
-            Reason.NOT_AN_OBJECT, f"expected a JSON object or array of objects, got {_describe(doc)}"
-        )
+        return whole(Reason.NOT_AN_OBJECT, f"expected a JSON object or array of objects, got {_describe(doc)}")
     return _parse_records(items, plan, limits)
 
 
-def _parse_records(
-    items: list[Any], plan: _Plan, limits: RecordLimits
-) -> tuple[list[FlowRecord], list[Rejected]]:
+def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple[list[FlowRecord], list[Rejected]]:
     rejected: list[Rejected] = []
     max_chars, max_keys, wanted = limits.max_ident_chars, limits.max_keys, plan.wanted
     get_numeric, categorical = plan.get_numeric, plan.categorical
@@ -506,9 +486,7 @@ def _parse_records(
             reject(i, Reason.NOT_AN_OBJECT, f"record {i}: expected a JSON object, got {_describe(rec)}", rec)
             continue
         if len(rec) > max_keys:
-            reject(
-                i, Reason.TOO_MANY_KEYS, f"record {i}: expected at most {max_keys} keys, got {len(rec)}", rec
-            )
+            reject(i, Reason.TOO_MANY_KEYS, f"record {i}: expected at most {max_keys} keys, got {len(rec)}", rec)
             continue
         if " " in "".join(rec):  # CICFlowMeter spellings: normalise
             layout = tuple(rec)
@@ -528,9 +506,7 @@ def _parse_records(
             missing = [f for f in plan.features if f not in rec]
             shown = ", ".join(repr(m) for m in missing[:5]) + (", …" if len(missing) > 5 else "")
             n = len(plan.features)
-            detail = (
-                f"field {missing[0]!r}: expected all {n} model features, got {len(missing)} absent: {shown}"
-            )
+            detail = f"field {missing[0]!r}: expected all {n} model features, got {len(missing)} absent: {shown}"
             reject(i, Reason.MISSING_FIELD, detail, rec)
             continue
         ident, problem = _identifiers(rec, max_chars)
@@ -592,9 +568,7 @@ def _parse_records(
         values[:, plan.num_pos] = arr
     else:
         values = arr
-    accepted = [
-        FlowRecord(values[j], ident, key, cats, i) for j, (i, _, ident, cats, key) in enumerate(pending)
-    ]
+    accepted = [FlowRecord(values[j], ident, key, cats, i) for j, (i, _, ident, cats, key) in enumerate(pending)]
     if rejected:
         rejected.sort(key=lambda r: r.index if r.index is not None else -1)
     return accepted, rejected

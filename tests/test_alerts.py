@@ -79,9 +79,7 @@ def test_alert_leaves_out_missing_identity_fields():
     assert doc["alert"]["severity"] == 2  # 0.6 is in the lower half of [0.5, 1]
 
 
-@pytest.mark.parametrize(
-    ("protocol", "proto"), [(6, "TCP"), (17.0, "UDP"), ("1", "ICMP"), (47, 47), ("sctp", "SCTP")]
-)
+@pytest.mark.parametrize(("protocol", "proto"), [(6, "TCP"), (17.0, "UDP"), ("1", "ICMP"), (47, 47), ("sctp", "SCTP")])
 def test_protocol_names(protocol, proto):
     doc = make_alert(gateway="g", ident={"protocol": protocol}, score=1.0, threshold=0.5, model=MODEL)
     assert doc["proto"] == proto

@@ -274,9 +274,7 @@ def test_single_object_record_rejection_has_index_0() -> None:
     ],
 )
 def test_bad_categorical_value(value: Any, named: str) -> None:
-    bad = only_rejection(
-        rec(Protocol=value), features=("Flow_Duration", "Protocol"), categorical=("Protocol",)
-    )
+    bad = only_rejection(rec(Protocol=value), features=("Flow_Duration", "Protocol"), categorical=("Protocol",))
     assert bad.reason == "bad_identifier" and named in bad.detail
 
 
@@ -342,9 +340,7 @@ def test_record_limits_are_validated() -> None:
 def test_real_sample_rows_parse_to_the_csv_numbers(sample_csv: Path) -> None:
     rows = csv_rows(sample_csv)
     feats = list(IOTID20_NUMERIC_COLUMNS)
-    inf_rows = [
-        i for i, r in enumerate(rows) if any(isinstance(v, float) and math.isinf(v) for v in r.values())
-    ]
+    inf_rows = [i for i, r in enumerate(rows) if any(isinstance(v, float) and math.isinf(v) for v in r.values())]
     assert len(inf_rows) == 1
     accepted: list[FlowRecord] = []
     rejected: list[tuple[int, Rejected]] = []
@@ -363,9 +359,7 @@ def test_real_sample_rows_parse_to_the_csv_numbers(sample_csv: Path) -> None:
 
 
 def test_real_full_schema_rows_carry_identifiers(fullschema_csv: Path) -> None:
-    rows = [
-        {k: v for k, v in r.items() if k not in ("Label", "Cat", "Sub_Cat")} for r in csv_rows(fullschema_csv)
-    ]
+    rows = [{k: v for k, v in r.items() if k not in ("Label", "Cat", "Sub_Cat")} for r in csv_rows(fullschema_csv)]
     spaced = [{k.replace("_", " "): v for k, v in r.items()} for r in rows]
     for msg in (rows, spaced):
         accepted, rejected = parse_flows(dumps(msg), IOTID20_NUMERIC_COLUMNS, key_columns=("Src_IP",))
@@ -387,9 +381,7 @@ def test_numeric_columns_equal_the_sample_header(sample_csv: Path) -> None:
 
 def test_schema_file_is_generated_from_the_columns() -> None:
     schema = json.loads(SCHEMA_FILE.read_text())
-    assert schema == flow_record_schema(), (
-        "regenerate: python -m agent.records > agent/schema/flow_record.schema.json"
-    )
+    assert schema == flow_record_schema(), "regenerate: python -m agent.records > agent/schema/flow_record.schema.json"
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     record = schema["$defs"]["flowRecord"]
     assert tuple(record["properties"])[:79] == IOTID20_NUMERIC_COLUMNS
@@ -404,9 +396,7 @@ def test_schema_validates_real_records(sample_csv: Path, fullschema_csv: Path) -
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
     rows = [
-        r
-        for r in csv_rows(sample_csv)[:500]
-        if all(not isinstance(v, float) or math.isfinite(v) for v in r.values())
+        r for r in csv_rows(sample_csv)[:500] if all(not isinstance(v, float) or math.isfinite(v) for v in r.values())
     ]
     full = csv_rows(fullschema_csv)
     for msg in (rows, full, full[0], [{**r, "seq": i, "sensor": "s1"} for i, r in enumerate(full)]):
