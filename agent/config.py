@@ -71,7 +71,7 @@ class Mqtt:
             raise ConfigError("mqtt.password and mqtt.password_file are exclusive; set one")
         if (self.password or self.password_file) and not self.username:
             raise ConfigError("mqtt.password must be provided with mqtt.username")
-        if bool(self.tls.cert_file) != bool(self.tls.key_file or _credential("mqtt-client-key")):
+        if bool(self.tls.cert_file) != bool(self.tls.key_file or credential("mqtt-client-key")):
             raise ConfigError("mqtt.tls.cert_file and mqtt.tls.key_file must be given together (mutual TLS)")
         if self.reconnect_max_delay < self.reconnect_min_delay:
             raise ConfigError("mqtt.reconnect_max_delay must be >= mqtt.reconnect_min_delay")
@@ -81,7 +81,7 @@ class Mqtt:
             return self.password
         if self.password_file:
             return Path(self.password_file).read_text().strip()
-        cred = _credential("mqtt-password")
+        cred = credential("mqtt-password")
         return cred.read_text().strip() if cred and self.username else None
 
 
@@ -171,7 +171,8 @@ class AgentConfig:
         return self.bundle.topic or f"{self.mqtt.topic_prefix}/fleet/bundle"
 
 
-def _credential(name: str) -> Path | None:
+def credential(name: str) -> Path | None:
+    """``$CREDENTIALS_DIRECTORY/<name>`` when systemd provided it."""
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     path = Path(directory) / name if directory else None
     return path if path and path.exists() else None

@@ -1,0 +1,241 @@
+"""``iotids-agent``: the gateway daemon (systemd ``Type=notify``).
+
+Threads: paho's network thread receives flows and PUBACKs; the pipeline thread scores micro-batches;
+the forwarder drains the outbox to the broker; the main thread handles signals, reloads and stats.
+One stop event is shared by all of them. SIGTERM: finish the batch in hand, publish ``offline``,
+exit. SIGHUP: reload the config and the model, switching models between two batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent import __version__, systemd
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.forwarder import Forwarder
+from agent.interpreter import ModelLoadError
+from agent.mqtt import Inbound, MqttLink
+from agent.outbox import Outbox
+from agent.pipeline import Pipeline, dumps
+from agent.preprocess import SpecError
+from agent.scorer import ModelMismatchError, Scorer
+from agent.stats import Stats
+from agent.typedconfig import describe
+
+log = logging.getLogger("agent")
+
+MODEL_ERRORS = (ModelLoadError, SpecError, ModelMismatchError, OSError)
+RESTART_ONLY = ("mqtt", "gateway_id", "state_dir", "outbox", "bundle")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (+ exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def setup_logging(cfg: AgentConfig) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if cfg.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(cfg.log_level)
+    logging.getLogger("paho").setLevel(logging.WARNING)
+
+
+class Agent:
+    """Wires config, model, outbox, MQTT link, pipeline and forwarder together and runs them."""
+
+    def __init__(self, cfg: AgentConfig, config_path: Path | None = None, overrides: list[str] | None = None) -> None:
+        self.cfg, self.config_path, self.overrides = cfg, config_path, overrides or []
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.stats = Stats()
+        self.state = cfg.state_path
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.scorer = self.load_scorer(cfg)
+        self.outbox = Outbox(self.state / "outbox.sqlite", cfg.outbox.max_messages)
+        self.link = MqttLink(
+            cfg,
+            on_flows=lambda m: self.pipeline.submit(m),
+            on_bundle=self.on_bundle,
+            on_published=lambda mid: self.forwarder.on_published(mid),
+            on_connected=lambda _sp: self.forwarder.wake(),
+            receive_maximum=max(1024, 4 * cfg.batch.max_records),
+        )
+        self.forwarder = Forwarder(self.outbox, self.link)
+        self.pipeline = Pipeline(
+            cfg, self.scorer, self.outbox, self.stats,
+            ack=self.link.ack, skip=self.link.skip, wake_forwarder=self.forwarder.wake,
+        )  # fmt: skip
+        self._watchdog = systemd.watchdog_interval()
+        self._last_ping = 0.0
+
+    # ------------------------------------------------------------------ model
+
+    def load_scorer(self, cfg: AgentConfig) -> Scorer:
+        directory = self.model_dir(cfg)
+        return Scorer.load(
+            directory,
+            runtime=cfg.model.runtime,
+            threads=cfg.model.threads,
+            max_keys=cfg.windows.max_keys,
+            max_batch=max(256, cfg.batch.max_records),
+        )
+
+    def model_dir(self, cfg: AgentConfig) -> Path:
+        if cfg.model.dir:
+            return Path(cfg.model.dir)
+        raise ModelLoadError("model.dir is empty and no model bundle is installed")
+
+    def on_bundle(self, msg: Inbound) -> None:
+        log.warning("bundle received on %s but bundle installation is not enabled in this build", msg.topic)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> int:
+        for sig, handler in (
+            (signal.SIGTERM, self._on_stop),
+            (signal.SIGINT, self._on_stop),
+            (signal.SIGHUP, self._on_hup),
+        ):
+            signal.signal(sig, handler)
+        pipeline_thread = threading.Thread(
+            target=self.pipeline.run, args=(self.stop_event, self.heartbeat), name="pipeline", daemon=True
+        )
+        self.forwarder.start()
+        self.link.start()
+        pipeline_thread.start()
+        systemd.ready()
+        systemd.status(f"serving model {self.scorer.identity['version']}")
+        log.info("agent %s ready: gateway %s, model %s", __version__, self.cfg.gateway_id, self.scorer.identity)
+        next_stats = time.monotonic() + self.cfg.stats_interval
+        while not self.stop_event.is_set():
+            self.stop_event.wait(min(0.5, max(0.0, next_stats - time.monotonic())))
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.reload()
+            if time.monotonic() >= next_stats:
+                self.publish_stats()
+                next_stats = time.monotonic() + self.cfg.stats_interval
+        systemd.stopping()
+        log.info("stopping: finishing the batch in hand")
+        pipeline_thread.join(timeout=30)
+        self.forwarder.stop(timeout=5.0)
+        self.publish_stats()
+        self.link.stop()
+        left = self.outbox.depth
+        self.outbox.close()
+        log.info("stopped; %d messages left in the outbox for the next start", left)
+        return 0
+
+    def heartbeat(self) -> None:
+        """Called by the pipeline loop: the watchdog is fed only while batches are being processed."""
+        if self._watchdog and time.monotonic() - self._last_ping >= self._watchdog:
+            systemd.watchdog_ping()
+            self._last_ping = time.monotonic()
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def _on_hup(self, _signum: int, _frame: Any) -> None:
+        self.reload_event.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config (settings that need a restart are reported) and reload the model."""
+        systemd.reloading()
+        try:
+            cfg = load_config(self.config_path, self.overrides)
+        except ConfigError as e:
+            log.error("reload: config rejected, keeping the running one: %s", e)
+            systemd.ready()
+            return
+        changed = [k for k in RESTART_ONLY if getattr(cfg, k) != getattr(self.cfg, k)]
+        if changed:
+            log.warning("reload: %s changed; these take effect after a restart", ", ".join(changed))
+        self.pipeline.apply_config(cfg)
+        logging.getLogger().setLevel(cfg.log_level)
+        try:
+            self.pipeline.request_swap(self.load_scorer(cfg))
+        except MODEL_ERRORS as e:
+            log.error("reload: model not loaded, keeping the running one: %s", e)
+        self.cfg = cfg
+        systemd.ready()
+
+    def publish_stats(self) -> None:
+        doc = self.stats.snapshot(
+            gateway=self.cfg.gateway_id,
+            agent_version=__version__,
+            model=self.pipeline.scorer.identity,
+            outbox_depth=self.outbox.depth,
+            outbox_dropped=self.outbox.dropped,
+            published=self.forwarder.published,
+            queue_depth=self.pipeline.queue.qsize(),
+            streams=len(self.pipeline.scorer.windows),
+            windows_evicted=self.pipeline.scorer.windows.evicted,
+            connected=self.link.connected.is_set(),
+            disconnects=self.link.disconnects,
+        )
+        self.link.publish(self.cfg.topic("stats"), dumps(doc), qos=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="iotids-agent",
+        description="Edge IDS gateway agent: scores IoT flow records from MQTT with the int8 model and publishes "
+        "alerts. Settings come from the YAML file, then EDGE_IDS__SECTION__KEY environment variables, then --set.",
+    )
+    p.add_argument("--config", type=Path, help="agent YAML (default: config/agent.yaml in the source tree)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set mqtt.host=broker.lan --set batch.max_records=512")  # fmt: skip
+    p.add_argument("--validate-config", action="store_true", help="check the configuration and the model, then exit")
+    p.add_argument("--help-config", action="store_true", help="list every setting with its default and exit")
+    p.add_argument("--version", action="version", version=f"iotids-agent {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.help_config:
+        print("\n".join(describe(AgentConfig)))
+        return 0
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"iotids-agent: configuration error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(cfg)
+    try:
+        agent = Agent(cfg, args.config, args.overrides)
+    except MODEL_ERRORS as e:
+        log.error("cannot start: %s", e)
+        return 1
+    if args.validate_config:
+        print(f"configuration OK; model {agent.scorer.identity}")
+        agent.outbox.close()
+        return 0
+    return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

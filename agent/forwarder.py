@@ -1,0 +1,95 @@
+"""Store-and-forward: drains the outbox to the broker, oldest first, deleting each message on its PUBACK.
+
+Only a bounded number of messages is handed to paho at a time, and only while connected; the rest
+wait on disk. After a reconnect paho re-sends what it had in flight; after a restart everything
+still in the outbox is sent again (at-least-once: consumers may see a duplicate, never a gap).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+
+from agent.mqtt import MqttLink
+from agent.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class Forwarder:
+    """A thread that moves outbox messages to the broker."""
+
+    def __init__(self, outbox: Outbox, link: MqttLink, *, in_flight: int = 256) -> None:
+        self.outbox, self.link, self.in_flight = outbox, link, in_flight
+        self._handed: dict[int, int] = {}  # paho mid → outbox id (touched by this thread only)
+        self._acked_mids: collections.deque[int] = collections.deque()  # appended by paho's thread
+        self._cursor = 0  # highest outbox id handed to paho in this process
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+        self.published = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New messages are in the outbox (or the link came back)."""
+        self._wake.set()
+
+    def on_published(self, mid: int) -> None:
+        """paho's PUBACK callback (network thread): record it, the forwarder thread does the rest."""
+        self._acked_mids.append(mid)
+        self._wake.set()
+
+    @property
+    def unacknowledged(self) -> int:
+        return len(self._handed)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Give outstanding messages up to ``timeout`` to be acknowledged, then stop."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def drained(self) -> bool:
+        return not self._handed and self.outbox.depth == 0
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+                if self._stop.is_set() and (self.drained() or not self.link.connected.is_set()):
+                    return
+                self._hand_over()
+            except Exception:  # never let the forwarder die: the outbox keeps the messages
+                log.exception("forwarder error; retrying")
+                self._stop.wait(1.0)
+
+    def _settle_acks(self) -> None:
+        ids = []
+        while self._acked_mids:
+            outbox_id = self._handed.pop(self._acked_mids.popleft(), None)
+            if outbox_id is not None:
+                ids.append(outbox_id)
+        if ids:
+            self.outbox.ack(ids)
+            self.published += len(ids)
+
+    def _hand_over(self) -> None:
+        room = self.in_flight - len(self._handed)
+        if room <= 0 or not self.link.connected.is_set():
+            return
+        for item in self.outbox.pending(room, after_id=self._cursor):
+            mid = self.link.publish(item.topic, item.payload, item.qos, item.retain)
+            if mid is None:  # the link dropped: stop here, resume after reconnect
+                return
+            if item.qos == 0:
+                self.outbox.ack([item.id])
+            else:
+                self._handed[mid] = item.id
+            self._cursor = item.id
+        if self.outbox.depth > len(self._handed):
+            self._wake.set()  # more waiting: come back without sleeping

@@ -1,0 +1,267 @@
+"""The agent's hot path: parse → window → micro-batch → int8 inference → verdicts, alerts, dead letters.
+
+One thread runs it. A batch closes at ``batch.max_records`` flows or ``batch.max_wait_ms`` after its
+first message arrived. Everything a batch produces goes into the outbox in one transaction; only then
+are its MQTT messages acknowledged, so a crash at any point loses no flow (the broker re-delivers
+what was not acknowledged) and no alert (the outbox keeps what was not yet published).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from agent.alerts import RateLimiter, make_alert, rfc3339
+from agent.config import AgentConfig
+from agent.mqtt import Inbound
+from agent.outbox import Outbox
+from agent.records import FlowRecord, RecordLimits, Rejected, parse_flows
+from agent.scorer import Scorer
+from agent.stats import Stats
+
+log = logging.getLogger(__name__)
+
+Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
+
+
+def dumps(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass
+class Batch:
+    """Messages collected for one interpreter call, already parsed."""
+
+    messages: list[Inbound] = field(default_factory=list)
+    records: list[FlowRecord] = field(default_factory=list)
+    arrival: list[float] = field(default_factory=list)  # per record: its message's arrival time
+    rejected: list[tuple[Inbound, Rejected]] = field(default_factory=list)
+
+
+class Pipeline:
+    """Consumes flow messages from a queue and scores them in micro-batches."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        scorer: Scorer,
+        outbox: Outbox,
+        stats: Stats,
+        *,
+        ack: Callable[[Inbound], None] = lambda m: None,
+        wake_forwarder: Callable[[], None] = lambda: None,
+        on_batch: Callable[[Scorer, np.ndarray, Exception | None], None] | None = None,
+        skip: Callable[[Inbound], bool] = lambda m: False,
+    ) -> None:
+        self.scorer = scorer
+        self.outbox, self.stats = outbox, stats
+        self._ack, self._wake_forwarder, self._on_batch = ack, wake_forwarder, on_batch
+        self._skip = skip
+        self.queue: queue.Queue[Inbound] = queue.Queue()
+        self._swap: tuple[Scorer, Callable[[Scorer], None] | None] | None = None
+        self._swap_lock = threading.Lock()
+        self._last_seq: dict[str, int] = {}
+        self.apply_config(cfg)
+
+    def apply_config(self, cfg: AgentConfig) -> None:
+        """Take the batch, alert and limit settings of ``cfg`` (at start and on SIGHUP)."""
+        self.cfg = cfg
+        self.limits = RecordLimits(
+            max_message_bytes=cfg.limits.max_message_bytes, max_records=cfg.limits.max_records_per_message
+        )
+        rl = cfg.alerts.rate_limit
+        self.rate_limiter = RateLimiter(rl.max_alerts, rl.per_seconds)
+        self.topics = {leaf: cfg.topic(leaf) for leaf in ("alerts", "deadletter", "verdicts")}
+
+    # ------------------------------------------------------------------ feeding and swapping
+
+    def submit(self, msg: Inbound) -> None:
+        """Called by the MQTT network thread for each flow message."""
+        self.queue.put(msg)
+
+    def request_swap(self, scorer: Scorer, done: Callable[[Scorer], None] | None = None) -> None:
+        """Switch to ``scorer`` between two batches (no flow dropped or scored twice)."""
+        with self._swap_lock:
+            self._swap = (scorer, done)
+
+    def _maybe_swap(self) -> None:
+        with self._swap_lock:
+            pending, self._swap = self._swap, None
+        if pending is None:
+            return
+        new, done = pending
+        new.adopt_windows(self.scorer)
+        old, self.scorer = self.scorer, new
+        log.info("model switched: %s → %s", old.identity["version"], new.identity["version"])
+        if done:
+            done(old)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, stop: threading.Event, heartbeat: Callable[[], None] = lambda: None) -> None:
+        """Process batches until ``stop`` is set; the batch in hand is always finished."""
+        while not stop.is_set():
+            heartbeat()
+            self._maybe_swap()
+            batch = self.collect(timeout=0.25)
+            if batch is not None:
+                self.process(batch)
+
+    def collect(self, timeout: float) -> Batch | None:
+        """Wait up to ``timeout`` for a message, then fill a batch until it is full or its wait is over."""
+        try:
+            first = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        batch = Batch()
+        self._add(batch, first)
+        deadline = first.received + self.cfg.batch.max_wait_ms / 1000
+        while len(batch.records) < self.cfg.batch.max_records:
+            try:
+                self._add(batch, self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _add(self, batch: Batch, msg: Inbound) -> None:
+        if self._skip(msg):
+            self.stats.add(redeliveries_skipped=1)
+            return
+        batch.messages.append(msg)
+        spec = self.scorer.spec
+        records, rejected = parse_flows(
+            msg.payload,
+            spec.features,
+            categorical=self.scorer.categorical,
+            key_columns=spec.window_key,
+            limits=self.limits,
+        )
+        batch.records += records
+        batch.arrival += [msg.received] * len(records)
+        batch.rejected += [(msg, r) for r in rejected]
+
+    def process(self, batch: Batch) -> None:
+        """Score a batch, store everything it produced in the outbox, then acknowledge its messages."""
+        out: list[Message] = []
+        now = datetime.now(UTC)
+        self.stats.add(messages_in=len(batch.messages), flows_in=len(batch.records) + len(batch.rejected))
+        for msg, rej in batch.rejected:
+            out.append(self._deadletter(msg.topic, rej.reason, rej.detail, rej.index, rej.excerpt, rej.ident, now))
+            self.stats.deadletter(str(rej.reason))
+            self._track_seq(rej.ident)
+        if batch.records:
+            out += self._score(batch, now)
+        if out:
+            self.outbox.put_many(out)
+            self._wake_forwarder()
+        for msg in batch.messages:
+            self._ack(msg)
+
+    def _score(self, batch: Batch, now: datetime) -> list[Message]:
+        scorer, records = self.scorer, batch.records
+        t0 = time.perf_counter()
+        try:
+            scores = scorer.score(records)
+            error: Exception | None = None
+            if not np.all(np.isfinite(scores)):
+                raise FloatingPointError("model produced non-finite scores")
+        except Exception as e:  # a broken model must not lose flows: they are dead-lettered with the reason
+            log.error("inference failed for %d flows: %s", len(records), e)
+            scores, error = np.full(len(records), np.nan, dtype=np.float32), e
+        t1 = time.perf_counter()
+        if self._on_batch:
+            self._on_batch(scorer, scores, error)
+        if error is not None:
+            self.stats.deadletter("inference_error", len(records))
+            return [
+                self._deadletter("", "inference_error", str(error), r.index, "", r.ident, now, model=scorer.identity)
+                for r in records
+            ]
+        self.stats.inference.add(t1 - t0)
+        self.stats.batch_sizes.append(len(records))
+        threshold = scorer.spec.threshold
+        model = scorer.identity
+        out: list[Message] = []
+        wall = time.time()
+        alerts = suppressed = 0
+        alert_topic = self.topics["alerts"]
+        for rec, score in zip(records, scores.tolist(), strict=True):
+            self._track_seq(rec.ident)
+            if score > threshold:
+                if self.rate_limiter.allow(str(rec.ident.get("src_ip", "unknown")), wall):
+                    doc = make_alert(gateway=self.cfg.gateway_id, ident=rec.ident, score=score, threshold=threshold,
+                                     model=model, now=now)  # fmt: skip
+                    out.append((alert_topic, dumps(doc), self.cfg.mqtt.qos, False))
+                    alerts += 1
+                else:
+                    suppressed += 1
+        for summary in self.rate_limiter.summaries(wall):
+            out.append((alert_topic, dumps({**summary, "gateway": self.cfg.gateway_id}), self.cfg.mqtt.qos, False))
+        if self.cfg.alerts.publish_verdicts:
+            out.append(
+                (self.topics["verdicts"], dumps(self._verdicts(records, scores, threshold, model, now)), 1, False)
+            )
+        done = time.monotonic()
+        self.stats.flow_latency.extend([done - a for a in batch.arrival])
+        self.stats.add(flows_scored=len(records), alerts_out=alerts, alerts_suppressed=suppressed)
+        return out
+
+    def _verdicts(self, records: list[FlowRecord], scores: np.ndarray, threshold: float, model: dict, now: datetime):
+        return {
+            "timestamp": rfc3339(now),
+            "event_type": "verdicts",
+            "gateway": self.cfg.gateway_id,
+            "model": model,
+            "threshold": threshold,
+            "verdicts": [
+                {
+                    **{k: r.ident[k] for k in ("flow_id", "seq", "sensor", "src_ip") if k in r.ident},
+                    "score": round(s, 6),
+                    "verdict": "malicious" if s > threshold else "benign",
+                }
+                for r, s in zip(records, scores.tolist(), strict=True)
+            ],
+        }
+
+    def _deadletter(
+        self, topic: str, reason: str, detail: str, index: int | None, excerpt: str, ident: dict, now: datetime, **extra
+    ) -> Message:
+        doc = {
+            "timestamp": rfc3339(now),
+            "event_type": "deadletter",
+            "gateway": self.cfg.gateway_id,
+            "reason": str(reason),
+            "detail": detail,
+            "index": index,
+            "source_topic": topic,
+            "ident": ident,
+            "excerpt": excerpt,
+            **extra,
+        }
+        return (self.topics["deadletter"], dumps(doc), 1, False)
+
+    def _track_seq(self, ident: dict[str, Any]) -> None:
+        """Per-sensor sequence numbers: gaps (lost upstream) and repeats (re-deliveries) are counted."""
+        seq = ident.get("seq")
+        if seq is None:
+            return
+        sensor = str(ident.get("sensor", ""))
+        last = self._last_seq.get(sensor)
+        if last is not None:
+            if seq > last + 1:
+                self.stats.add(seq_gap_flows=seq - last - 1)
+            elif seq == 0:
+                self.stats.add(seq_restarts=1)  # the publisher started counting again
+            elif seq <= last:
+                self.stats.add(seq_repeats=1)
+                return
+        self._last_seq[sensor] = seq

@@ -1,0 +1,106 @@
+"""A loaded model with its preprocessing: parsed flow records in, one score per flow out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.interpreter import TFLiteModel
+from agent.preprocess import PreprocessSpec, StreamWindows
+from agent.records import FlowRecord
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model_int8.tflite"
+SPEC_FILE = "spec.json"
+
+
+class ModelMismatchError(ValueError):
+    """The model file and its spec disagree (input shape, dtype)."""
+
+
+@dataclass
+class Scorer:
+    """The int8 model, its spec, and the per-stream window state the spec defines."""
+
+    model: TFLiteModel
+    spec: PreprocessSpec
+    windows: StreamWindows
+    source: str = ""
+    categorical: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if tuple(self.model.input_shape) != self.spec.input_shape:
+            raise ModelMismatchError(
+                f"model input shape {self.model.input_shape} != spec input shape {self.spec.input_shape}"
+            )
+        if tuple(self.model.output_shape) != (1,):
+            raise ModelMismatchError(f"model output shape {self.model.output_shape} != (1,)")
+        self.categorical = tuple(self.spec.transform.encoders)
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        runtime: str = "auto",
+        threads: int = 1,
+        max_keys: int = 4096,
+        max_batch: int = 256,
+    ) -> Scorer:
+        """Load ``model_int8.tflite`` and ``spec.json`` from ``directory``."""
+        directory = Path(directory)
+        spec = PreprocessSpec.load(directory / SPEC_FILE)
+        model = TFLiteModel(directory / MODEL_FILE, num_threads=threads, runtime=runtime, max_batch=max_batch)
+        windows = StreamWindows(spec.window_length, len(spec.features), max_keys=max_keys)
+        scorer = cls(model, spec, windows, source=str(directory))
+        log.info(
+            "model %s %s (sha256 %s…, %s, input %s) loaded from %s",
+            spec.model_name, spec.model_version, model.sha256[:12], model.runtime, spec.input_shape, directory,
+        )  # fmt: skip
+        return scorer
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Name, version and sha256 of the model, as carried in every alert."""
+        return {"name": self.spec.model_name, "version": self.spec.model_version, "sha256": self.model.sha256}
+
+    def same_preprocessing(self, other: Scorer) -> bool:
+        """True when ``other`` builds windows the same way (so stream history can carry over)."""
+        a, b = self.spec.to_dict(), other.spec.to_dict()
+        keys = ("features", "scaler", "encoders", "window")
+        return all(a.get(k) == b.get(k) for k in keys)
+
+    def adopt_windows(self, previous: Scorer) -> None:
+        """Keep ``previous``'s stream history when the preprocessing is identical (a model hot swap)."""
+        if self.same_preprocessing(previous):
+            self.windows = previous.windows
+        else:
+            log.info("new model preprocesses differently: window history starts afresh")
+
+    def raw_matrix(self, records: Sequence[FlowRecord]) -> np.ndarray:
+        """Raw feature matrix of ``records``, categorical columns label-encoded with the spec's classes."""
+        raw = np.stack([r.values for r in records]) if records else np.empty((0, len(self.spec.features)))
+        if self.categorical:
+            raw = raw.copy()
+            feats = self.spec.features
+            for name in self.categorical:
+                j = feats.index(name)
+                raw[:, j] = self.spec.transform.encoders[name].transform([r.categories.get(name, "") for r in records])
+        return raw
+
+    def windows_for(self, records: Sequence[FlowRecord]) -> np.ndarray:
+        """Float windows ``(n, T, F)`` for ``records`` in arrival order; advances the stream state."""
+        vectors = self.spec.transform.transform(self.raw_matrix(records))
+        return self.windows.push([r.key for r in records], vectors)
+
+    def score(self, records: Sequence[FlowRecord]) -> np.ndarray:
+        """One score in [0, 1] per record."""
+        if not records:
+            return np.empty(0, dtype=np.float32)
+        return self.model.predict(self.windows_for(records))
