@@ -27,10 +27,13 @@ from trainer.evaluate import (
 )
 from trainer.export import ExportResult, export_model, score_tflite
 from trainer.features import Selection, select_features
+from trainer.schema import IDENTIFIER_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS
 from trainer.train import TrainedModel, predict, train_model
 from trainer.windows import SplitWindows, build_split
 
 log = logging.getLogger(__name__)
+
+TEST_FLOWS = "test_flows.csv"
 
 
 @dataclass
@@ -81,6 +84,7 @@ def run(profile: Profile, out_dir: Path, *, model_version: str | None = None, ve
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(profile, out_dir / "data")
+    save_test_flows(prep, out_dir / TEST_FLOWS)
     threshold = profile.export.threshold
     trained: dict[str, TrainedModel] = {}
     scores: dict[str, np.ndarray] = {}
@@ -152,6 +156,18 @@ def run(profile: Profile, out_dir: Path, *, model_version: str | None = None, ve
     write_report(summary, out_dir / "report.md")
     log.info("report: %s", out_dir / "report.md")
     return summary
+
+
+def save_test_flows(prep: Prepared, path: Path) -> Path:
+    """The held-out test flows in stream order, as an IoTID20-style CSV (for replaying them to an agent)."""
+    frame = prep.test_frame.iloc[prep.test.rows]
+    ids = [c for c in IDENTIFIER_COLUMNS if c in frame.columns]
+    out = frame[[*ids, *NUMERIC_COLUMNS]].copy()
+    for c in INT_COLUMNS:
+        out[c] = out[c].astype("int64")
+    out["Cat"] = frame["category"].to_numpy()
+    out.to_csv(path, index=False)
+    return path
 
 
 def evaluate_all(prep: Prepared, scores: dict[str, np.ndarray], threshold: float) -> dict[str, Any]:

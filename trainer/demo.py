@@ -1,0 +1,270 @@
+"""``iotids-demo``: the whole story on one machine.
+
+Train the quick model (the real IoTID20 sample when present, else SYNTHETIC flows), start a broker
+(Mosquitto when installed, else the pure-Python amqtt on loopback), start the gateway agent on the
+int8 model, replay the held-out test flows at a set rate, show alerts live, and finish with a summary
+scored against the ground truth: confusion matrix, flows/s, latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger("demo")
+GATEWAY = "demo-gw"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port}")
+
+
+def start_broker(workdir: Path, port: int, kind: str = "auto") -> tuple[subprocess.Popen, str]:
+    """Mosquitto if installed (MQTT 5), else amqtt (pure Python, MQTT 3.1.1). Returns (process, protocol)."""
+    exe = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+    if kind == "mosquitto" and not exe:
+        raise RuntimeError("--broker mosquitto: mosquitto is not installed (apt-get install mosquitto)")
+    if kind == "amqtt":
+        exe = None
+    log_file = open(workdir / "broker.log", "w")  # noqa: SIM115 (kept open for the broker's lifetime)
+    if exe:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\n")
+        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT)
+        wait_port(port, proc, "mosquitto")
+        return proc, "5"
+    conf = workdir / "amqtt.yaml"
+    conf.write_text(
+        f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
+        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+    )
+    code = (
+        "import asyncio, sys, yaml\nfrom amqtt.broker import Broker\n"
+        "async def main():\n    b = Broker(yaml.safe_load(open(sys.argv[1])))\n    await b.start()\n"
+        "    await asyncio.Event().wait()\nasyncio.run(main())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(conf)], stdout=log_file, stderr=subprocess.STDOUT)
+    wait_port(port, proc, "amqtt broker")
+    log.warning("Mosquitto is not installed: using the pure-Python amqtt broker (MQTT 3.1.1, slower)")
+    return proc, "3.1.1"
+
+
+class Watcher:
+    """Subscribes to the agent's topics, prints alerts live and keeps every verdict."""
+
+    def __init__(self, port: int, protocol: str, show: int) -> None:
+        self.verdicts: dict[int, float] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.dead: list[dict[str, Any]] = []
+        self.stats: dict[str, Any] = {}
+        self.show = show
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+        )
+        self.client.on_message = self.on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"edge-ids/{GATEWAY}/#", qos=1)
+        self.client.loop_start()
+
+    def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        leaf = msg.topic.rsplit("/", 1)[-1]
+        doc = json.loads(msg.payload) if leaf != "status" else msg.payload.decode()
+        with self.lock:
+            self.counts[leaf] += 1
+            if leaf == "verdicts":
+                for v in doc["verdicts"]:
+                    self.verdicts[v["seq"]] = v["score"]
+            elif leaf == "deadletter":
+                self.dead.append(doc)
+            elif leaf == "stats":
+                self.stats = doc
+        if leaf == "alerts" and self.counts["alerts"] <= self.show:
+            a = doc.get("alert", {})
+            print(f"  ALERT seq={doc.get('seq')} {doc.get('src_ip', '?')}:{doc.get('src_port', '?')} → "
+                  f"{doc.get('dest_ip', '?')}:{doc.get('dest_port', '?')} {doc.get('proto', '')} "
+                  f"score={a.get('score', doc.get('suppressed'))}")  # fmt: skip
+        elif leaf == "deadletter":
+            print(f"  DEAD-LETTER seq={doc['ident'].get('seq')}: {doc['reason']} — {doc['detail']}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def summarise(truth: list[dict[str, Any]], w: Watcher, threshold: float, seconds: float) -> dict[str, Any]:
+    tp = tn = fp = fn = 0
+    dead_seqs = {d["ident"].get("seq") for d in w.dead}
+    for t in truth:
+        score = w.verdicts.get(t["seq"])
+        if score is None:
+            continue
+        pred = score > threshold
+        tp += pred and t["malicious"]
+        tn += (not pred) and (not t["malicious"])
+        fp += pred and not t["malicious"]
+        fn += (not pred) and t["malicious"]
+    n = tp + tn + fp + fn
+    missing = [t["seq"] for t in truth if t["seq"] not in w.verdicts and t["seq"] not in dead_seqs]
+    return {
+        "flows_published": len(truth),
+        "verdicts": len(w.verdicts),
+        "dead_lettered": len(dead_seqs),
+        "missing": len(missing),
+        "alerts": w.counts["alerts"],
+        "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "accuracy": (tp + tn) / n if n else None,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "end_to_end_flows_per_s": len(w.verdicts) / seconds if seconds else None,
+        "agent_flow_latency_ms": w.stats.get("flow_latency"),
+        "agent_inference_latency_ms_per_batch": w.stats.get("inference_latency"),
+        "agent_batch_size_mean": w.stats.get("batch_size_mean"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="iotids-demo", description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="training output and demo summary")
+    p.add_argument("--data", default="auto", help="auto | sample | synthetic | path to an IoTID20 CSV")
+    p.add_argument("--rate", type=float, default=2000.0, help="replayed flows per second")
+    p.add_argument("--skip-training", action="store_true", help="reuse the model already in --out")
+    p.add_argument(
+        "--broker", choices=("auto", "mosquitto", "amqtt"), default="auto", help="auto: Mosquitto if installed"
+    )
+    p.add_argument("--show-alerts", type=int, default=10, help="alerts printed live (the rest are counted)")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    print("== 1/4 training the quick model ==")
+    if not args.skip_training:
+        from trainer.cli import main as train_main
+
+        rc = train_main(
+            ["run", "--profile", "quick", "--data", args.data, "--out", str(out), "--model-version", "demo"]
+        )
+        if rc:
+            return rc
+    report = json.loads((out / "report.json").read_text())
+    data_note = report["data"]["description"]
+    spec = json.loads((out / "spec.json").read_text())
+
+    from agent.replay import read_flows, replay
+
+    work = Path(tempfile.mkdtemp(prefix="iotids-demo-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        print("== 2/4 starting the broker and the agent ==")
+        port = free_port()
+        broker, protocol = start_broker(work, port, args.broker)
+        procs.append(broker)
+        agent_log = open(work / "agent.log", "w")  # noqa: SIM115
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent.daemon",
+             "--set", f"gateway_id={GATEWAY}", "--set", f"model.dir={out.resolve()}",
+             "--set", f"state_dir={work / 'agent-state'}", "--set", f"mqtt.port={port}",
+             "--set", f"mqtt.protocol={protocol!r}", "--set", "alerts.publish_verdicts=true",
+             "--set", "stats_interval=1"],
+            stdout=agent_log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        procs.append(agent)
+        watcher = Watcher(port, protocol, args.show_alerts)
+        deadline = time.monotonic() + 60
+        while watcher.counts["status"] == 0:
+            if agent.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent did not come up; log:\n{(work / 'agent.log').read_text()[-3000:]}")
+            time.sleep(0.1)
+
+        rows = read_flows(out / "test_flows.csv")
+        if protocol != "5":
+            log.warning("MQTT 3.1.1 broker: the agent runs with mqtt.protocol 3.1.1")
+        print(f"== 3/4 replaying {len(rows):,} held-out test flows at {args.rate:,.0f}/s ({data_note}) ==")
+        start = time.monotonic()
+        result = replay(rows, port=port, topic=f"edge-ids/{GATEWAY}/flows", rate=args.rate,
+                        truth_path=out / "demo_truth.jsonl", progress=True,
+                        client=_client(port, protocol))  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(watcher.verdicts) + len(watcher.dead) < result.published and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seconds = time.monotonic() - start
+        time.sleep(1.2)  # one more stats message
+        truth = [json.loads(line) for line in (out / "demo_truth.jsonl").read_text().splitlines()]
+        summary = summarise(truth, watcher, spec["threshold"], seconds)
+        summary["data"] = data_note
+        summary["broker"] = "mosquitto" if protocol == "5" else "amqtt"
+        watcher.close()
+        print("== 4/4 summary (agent verdicts vs ground truth) ==")
+        print_summary(summary)
+        (out / "demo_summary.json").write_text(json.dumps(summary, indent=1))
+        print(f"\nsaved: {out / 'demo_summary.json'}, training report: {out / 'report.md'}")
+        return 0 if summary["missing"] == 0 else 1
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _client(port: int, protocol: str) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
+    c.max_inflight_messages_set(1000)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    c = s["confusion"]
+    print(f"data: {s['data']}  (broker: {s['broker']})")
+    print(f"flows published {s['flows_published']:,} · verdicts {s['verdicts']:,} · dead-lettered {s['dead_lettered']}"
+          f" · missing {s['missing']} · alerts {s['alerts']:,}")  # fmt: skip
+    print("                 predicted benign  predicted malicious")
+    print(f"actual benign    {c['tn']:>16,}  {c['fp']:>19,}")
+    print(f"actual malicious {c['fn']:>16,}  {c['tp']:>19,}")
+    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"accuracy {fmt(s['accuracy'])} · precision {fmt(s['precision'])} · recall {fmt(s['recall'])}")
+    lat = s["agent_flow_latency_ms"] or {}
+    print(f"end-to-end {s['end_to_end_flows_per_s'] or 0:,.0f} flows/s (replay-bound) · agent latency per flow "
+          f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms · mean batch {s['agent_batch_size_mean']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
