@@ -15,24 +15,23 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent import __version__, systemd
+from agent.alerts import rfc3339
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.forwarder import Forwarder
-from agent.interpreter import ModelLoadError
 from agent.mqtt import Inbound, MqttLink
+from agent.ota import MODEL_ERRORS, ModelManager
 from agent.outbox import Outbox
 from agent.pipeline import Pipeline, dumps
-from agent.preprocess import SpecError
-from agent.scorer import ModelMismatchError, Scorer
 from agent.stats import Stats
 from agent.typedconfig import describe
 
 log = logging.getLogger("agent")
 
-MODEL_ERRORS = (ModelLoadError, SpecError, ModelMismatchError, OSError)
 RESTART_ONLY = ("mqtt", "gateway_id", "state_dir", "outbox", "bundle")
 
 
@@ -72,12 +71,13 @@ class Agent:
         self.stats = Stats()
         self.state = cfg.state_path
         self.state.mkdir(parents=True, exist_ok=True)
-        self.scorer = self.load_scorer(cfg)
         self.outbox = Outbox(self.state / "outbox.sqlite", cfg.outbox.max_messages)
+        self.models = ModelManager(cfg, status=self.bundle_status)
+        self.scorer = self.models.initial_scorer()
         self.link = MqttLink(
             cfg,
             on_flows=lambda m: self.pipeline.submit(m),
-            on_bundle=self.on_bundle,
+            on_bundle=self.on_bundle if cfg.bundle.enabled else None,
             on_published=lambda mid: self.forwarder.on_published(mid),
             on_connected=lambda _sp: self.forwarder.wake(),
             receive_maximum=max(1024, 4 * cfg.batch.max_records),
@@ -85,30 +85,26 @@ class Agent:
         self.forwarder = Forwarder(self.outbox, self.link)
         self.pipeline = Pipeline(
             cfg, self.scorer, self.outbox, self.stats,
-            ack=self.link.ack, skip=self.link.skip, wake_forwarder=self.forwarder.wake,
+            ack=self.link.ack, skip=self.link.skip, wake_forwarder=self.forwarder.wake, on_batch=self.models.on_batch,
         )  # fmt: skip
+        self.models.on_config = self.pipeline.apply_config
         self._watchdog = systemd.watchdog_interval()
         self._last_ping = 0.0
 
-    # ------------------------------------------------------------------ model
-
-    def load_scorer(self, cfg: AgentConfig) -> Scorer:
-        directory = self.model_dir(cfg)
-        return Scorer.load(
-            directory,
-            runtime=cfg.model.runtime,
-            threads=cfg.model.threads,
-            max_keys=cfg.windows.max_keys,
-            max_batch=max(256, cfg.batch.max_records),
-        )
-
-    def model_dir(self, cfg: AgentConfig) -> Path:
-        if cfg.model.dir:
-            return Path(cfg.model.dir)
-        raise ModelLoadError("model.dir is empty and no model bundle is installed")
+    # ------------------------------------------------------------------ model bundles
 
     def on_bundle(self, msg: Inbound) -> None:
-        log.warning("bundle received on %s but bundle installation is not enabled in this build", msg.topic)
+        """A bundle on the fleet topic (paho's thread): acknowledged at once (it is retained), then installed."""
+        self.link.ack(msg)
+        self.models.submit_bundle(msg.payload)
+
+    def bundle_status(self, event: dict[str, Any]) -> None:
+        """Install progress on ``<prefix>/<gateway>/bundle/status`` (through the outbox: never lost)."""
+        doc = {"timestamp": rfc3339(datetime.now(UTC)), "gateway": self.cfg.gateway_id, **event}
+        log.info("bundle status: %s", {k: v for k, v in doc.items() if k != "timestamp"})
+        self.outbox.put_many([(self.cfg.topic("bundle/status"), dumps(doc), 1, False)])
+        if hasattr(self, "forwarder"):
+            self.forwarder.wake()
 
     # ------------------------------------------------------------------ run
 
@@ -123,6 +119,7 @@ class Agent:
             target=self.pipeline.run, args=(self.stop_event, self.heartbeat), name="pipeline", daemon=True
         )
         self.forwarder.start()
+        self.models.start(self.pipeline)
         self.link.start()
         pipeline_thread.start()
         systemd.ready()
@@ -134,12 +131,14 @@ class Agent:
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.reload()
+            self.models.tick()
             if time.monotonic() >= next_stats:
                 self.publish_stats()
                 next_stats = time.monotonic() + self.cfg.stats_interval
         systemd.stopping()
         log.info("stopping: finishing the batch in hand")
         pipeline_thread.join(timeout=30)
+        self.models.stop()
         self.forwarder.stop(timeout=5.0)
         self.publish_stats()
         self.link.stop()
@@ -176,7 +175,8 @@ class Agent:
         self.pipeline.apply_config(cfg)
         logging.getLogger().setLevel(cfg.log_level)
         try:
-            self.pipeline.request_swap(self.load_scorer(cfg))
+            self.models.cfg = cfg
+            self.pipeline.request_swap(self.models.initial_scorer())
         except MODEL_ERRORS as e:
             log.error("reload: model not loaded, keeping the running one: %s", e)
         self.cfg = cfg

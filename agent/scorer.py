@@ -16,7 +16,7 @@ from agent.records import FlowRecord
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model_int8.tflite"
+MODEL_FILES = ("model_int8.tflite", "model.tflite")  # a trainer's output directory, a bundle slot
 SPEC_FILE = "spec.json"
 
 
@@ -53,10 +53,11 @@ class Scorer:
         max_keys: int = 4096,
         max_batch: int = 256,
     ) -> Scorer:
-        """Load ``model_int8.tflite`` and ``spec.json`` from ``directory``."""
+        """Load the model (``model_int8.tflite``, or ``model.tflite`` in a bundle slot) and ``spec.json``."""
         directory = Path(directory)
         spec = PreprocessSpec.load(directory / SPEC_FILE)
-        model = TFLiteModel(directory / MODEL_FILE, num_threads=threads, runtime=runtime, max_batch=max_batch)
+        model_path = next((directory / n for n in MODEL_FILES if (directory / n).exists()), directory / MODEL_FILES[0])
+        model = TFLiteModel(model_path, num_threads=threads, runtime=runtime, max_batch=max_batch)
         windows = StreamWindows(spec.window_length, len(spec.features), max_keys=max_keys)
         scorer = cls(model, spec, windows, source=str(directory))
         log.info(

@@ -15,6 +15,7 @@ from typing import Any
 from firmware_bundle import keys
 from firmware_bundle.builder import build_from_artifacts, sign_bundle
 from firmware_bundle.errors import BundleError, BundleTooLargeError
+from firmware_bundle.fsutil import write_atomic
 from firmware_bundle.limits import Limits
 from firmware_bundle.manifest import FIRST_AGENT_VERSION, MANIFEST_NAME, SIGNATURE_NAME, format_time
 from firmware_bundle.verifier import KEY_ID_PAX, InspectModel, read_members, verify_bundle
@@ -135,7 +136,7 @@ def _build(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         inspect_model=None if args.skip_model_check else _inspect_model(),
     )
-    keys.write_atomic(args.output, data)
+    write_atomic(args.output, data)
     signed = f"signed by {keys.key_id(sign_key)}" if sign_key else "UNSIGNED"
     print(f"{args.output}: bundle {args.version}, {len(data)} bytes, {signed}")
     return EXIT_OK
@@ -146,7 +147,7 @@ def _sign(args: argparse.Namespace) -> int:
     key = keys.load_private_key(args.key)
     data = sign_bundle(_read_bundle(args.bundle), key)
     out = args.output or args.bundle
-    keys.write_atomic(out, data)
+    write_atomic(out, data)
     print(f"{out}: signed by {keys.key_id(key)}")
     return EXIT_OK
 

@@ -120,3 +120,9 @@ class SelfTestError(BundleError):
     """The installed model does not reproduce the bundle's self-test outputs (raised by the installer)."""
 
     reason = "selftest_failed"
+
+
+class BadConfigError(BundleError):
+    """The bundle's agent-config fragment is not a valid agent configuration."""
+
+    reason = "bad_config"

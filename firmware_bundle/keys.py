@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import stat
-import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from firmware_bundle.fsutil import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -112,36 +112,6 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def write_atomic(path: str | Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
-
-    A temporary file in the same directory is written with ``mode``, fsynced, then renamed over
-    ``path`` (``overwrite=False``: hard-linked, so an existing file is never replaced and
-    FileExistsError is raised). The directory is fsynced afterwards.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
 
 
 def write_keypair(out_dir: str | Path, name: str = "bundle-signing") -> tuple[Path, Path, str]:

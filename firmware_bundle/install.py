@@ -1,0 +1,242 @@
+"""Install a verified bundle on the gateway: slot → fresh interpreter → self-test → atomic switch → probation.
+
+The :class:`Installer` does the I/O around :func:`firmware_bundle.verifier.verify_bundle` (which does
+none). It never touches the serving model until the new one passed every check and its self-test in a
+fresh interpreter; the switch itself is a swap between two batches, done by the agent's pipeline.
+
+Status events (published by the agent on ``<prefix>/<gateway>/bundle/status``): ``received``,
+``rejected`` {reason}, ``verified``, ``activated``, ``committed`` (probation passed), ``rolled_back``
+{reason}, ``current`` (the retained bundle that is already live, re-delivered on reconnect).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.interpreter import TFLiteModel
+from firmware_bundle.errors import BundleError, SelfTestError
+from firmware_bundle.limits import Limits
+from firmware_bundle.model_check import inspect_model
+from firmware_bundle.slots import SlotState, SlotStore
+from firmware_bundle.verifier import VerifiedBundle, verify_bundle
+
+log = logging.getLogger(__name__)
+
+MODEL_MEMBER = "model.tflite"
+PAUSE_ENV = "EDGE_IDS_TEST_PAUSE_AT"  # tests: block at this install step so the process can be killed there
+STEPS = ("verified", "unpacked", "selftested", "state_written", "activated")
+
+Status = Callable[[dict[str, Any]], None]
+
+
+def selftest(model: TFLiteModel, inputs: bytes, outputs: bytes) -> None:
+    """Run the bundle's int8 input vectors; the outputs must equal the shipped ones exactly."""
+    x = np.load(io.BytesIO(inputs), allow_pickle=False)
+    want = np.load(io.BytesIO(outputs), allow_pickle=False)
+    if x.dtype != model.input_dtype or x.shape[1:] != model.input_shape:
+        raise SelfTestError(
+            f"self-test inputs: expected {model.input_dtype} {model.input_shape}, got {x.dtype} {x.shape}"
+        )
+    got = model.invoke_raw(x)
+    if got.shape != want.shape or not np.array_equal(got, want):
+        bad = int(np.sum(got != want)) if got.shape == want.shape else len(want)
+        raise SelfTestError(f"self-test: {bad} of {len(want)} outputs differ from the bundle's expected outputs")
+
+
+@dataclass
+class Probation:
+    """Health of a freshly activated model; a failure means: roll back."""
+
+    version: int
+    until: float  # wall clock
+    min_windows: int
+    windows: int = 0
+    lo: float = np.inf
+    hi: float = -np.inf
+
+    def observe(self, scores: np.ndarray, error: Exception | None) -> str | None:
+        """Feed one batch; returns the reason to roll back, or None."""
+        if error is not None:
+            return f"inference error: {error}"
+        if len(scores) and not np.all(np.isfinite(scores)):
+            return "model produced non-finite scores"
+        self.windows += len(scores)
+        if len(scores):
+            self.lo, self.hi = min(self.lo, float(scores.min())), max(self.hi, float(scores.max()))
+        if self.windows >= self.min_windows and self.hi - self.lo == 0.0:
+            return f"health check: constant score {self.hi} over {self.windows} windows"
+        return None
+
+    def passed(self, now: float) -> bool:
+        return now >= self.until
+
+
+class Installer:
+    """Verifies and installs bundles one at a time; keeps the slots and the state file consistent."""
+
+    def __init__(
+        self,
+        store: SlotStore,
+        *,
+        trusted_keys: Sequence[Ed25519PublicKey],
+        agent_version: str,
+        limits: Limits,
+        probation_seconds: float,
+        probation_min_windows: int,
+        load_slot: Callable[[Path], Any],
+        status: Status,
+        check_config: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.store, self.trusted_keys, self.agent_version = store, list(trusted_keys), agent_version
+        self.limits, self.probation_seconds, self.probation_min_windows = (
+            limits,
+            probation_seconds,
+            probation_min_windows,
+        )
+        self._load_slot, self._status, self._check_config = load_slot, status, check_config
+        self._pause_at = os.environ.get(PAUSE_ENV, "")
+        self.lock = threading.Lock()
+        self.state = store.load()
+        store.cleanup(self.state)
+
+    # ------------------------------------------------------------------ start-up
+
+    def live_slot(self) -> Path | None:
+        """The active slot directory, or None for the factory model."""
+        return self.store.slot(self.state.active) if self.state.active is not None else None
+
+    def probation(self) -> Probation | None:
+        """The running probation after a restart (a crash during probation keeps watching the model)."""
+        s = self.state
+        if s.active is None or s.probation_until is None:
+            return None
+        return Probation(s.active, s.probation_until, self.probation_min_windows)
+
+    # ------------------------------------------------------------------ install
+
+    def install(self, data: bytes, activate: Callable[[Any, VerifiedBundle, Probation], None]) -> bool:
+        """Verify, unpack, self-test and activate ``data``; False (with a ``rejected`` status) if refused.
+
+        ``activate(scorer, bundle, probation)`` must switch the pipeline to ``scorer`` and return once
+        the switch happened.
+        """
+        with self.lock:
+            bundle: VerifiedBundle | None = None
+            sha = hashlib.sha256(data).hexdigest()
+            self._status({"event": "received", "bytes": len(data), "sha256": sha})
+            if sha == self.state.active_sha256:
+                self._status({"event": "current", "bundle_version": self.state.active, "sha256": sha})
+                return False
+            try:
+                bundle = verify_bundle(
+                    data,
+                    trusted_keys=self.trusted_keys,
+                    now=datetime.now(UTC),
+                    highest_installed=self.state.highest_installed,
+                    agent_version=self.agent_version,
+                    limits=self.limits,
+                    inspect_model=inspect_model,
+                )
+                version = bundle.manifest.bundle_version
+                if self._check_config and "agent-config.yaml" in bundle.files:
+                    self._check_config(bundle.files["agent-config.yaml"])
+                self._status({"event": "verified", **_describe(bundle)})
+                self._pause("verified")
+                slot = self.store.write_slot(version, bundle.files)
+                self._pause("unpacked")
+                try:
+                    scorer = self._load_slot(slot)
+                    selftest(scorer.model, bundle.files["selftest_inputs.npy"], bundle.files["selftest_outputs.npy"])
+                except SelfTestError:
+                    raise
+                except Exception as e:
+                    raise SelfTestError(f"the model does not load or run: {e}") from e
+                self._pause("selftested")
+            except BundleError as e:
+                self._reject(e, bundle)
+                return False
+            previous = self.state.active
+            probation = Probation(version, time.time() + self.probation_seconds, self.probation_min_windows)
+            self._commit_state(
+                SlotState(
+                    active=version,
+                    previous=previous,
+                    highest_installed=version,
+                    probation_until=probation.until if self.probation_seconds > 0 else None,
+                    active_sha256=sha,
+                )
+            )
+            self._pause("state_written")
+            activate(scorer, bundle, probation)
+            self._status({"event": "activated", **_describe(bundle), "previous": previous})
+            self._pause("activated")
+            return True
+
+    def _reject(self, error: BundleError, bundle: VerifiedBundle | None) -> None:
+        version = bundle.manifest.bundle_version if bundle else None
+        if version is not None and version != self.state.active and version != self.state.previous:
+            self.store.remove_slot(version)
+        log.warning("bundle rejected (%s): %s", error.reason, error)
+        self._status({"event": "rejected", "reason": error.reason, "detail": str(error),
+                      **(_describe(bundle) if bundle else {})})  # fmt: skip
+
+    # ------------------------------------------------------------------ after activation
+
+    def commit(self, version: int) -> None:
+        """Probation passed: the slot is kept as the good one."""
+        with self.lock:
+            if self.state.active != version or self.state.probation_until is None:
+                return
+            self._commit_state(SlotState(**{**self.state.__dict__, "probation_until": None}))
+            self._status({"event": "committed", "bundle_version": version})
+
+    def rollback(self, version: int, reason: str) -> Path | None:
+        """Make the previous slot live again (None = the factory model); the failed slot is deleted.
+
+        ``highest_installed`` stays at the failed version, so the same bundle is not installed again.
+        """
+        with self.lock:
+            if self.state.active != version:
+                return self.live_slot()
+            previous = self.state.previous
+            self._commit_state(
+                SlotState(
+                    active=previous, previous=None, highest_installed=self.state.highest_installed,
+                    probation_until=None, active_sha256=None,
+                )
+            )  # fmt: skip
+            self.store.remove_slot(version)
+            log.error("model bundle %s rolled back to %s: %s", version, previous or "the factory model", reason)
+            self._status({"event": "rolled_back", "reason": reason, "bundle_version": version, "to": previous})
+            return self.live_slot()
+
+    def _commit_state(self, state: SlotState) -> None:
+        self.store.save(state)
+        self.state = state
+        self.store.cleanup(state)
+
+    def _pause(self, step: str) -> None:
+        """Test hook: block forever at ``step`` (after announcing it in a marker file)."""
+        if self._pause_at == step:
+            marker = self.store.root / f"paused-at-{step}"
+            marker.write_text(str(os.getpid()))
+            log.warning("test hook %s=%s: pausing the install here", PAUSE_ENV, step)
+            threading.Event().wait()
+
+
+def _describe(bundle: VerifiedBundle) -> dict[str, Any]:
+    m = bundle.manifest
+    return {"bundle_version": m.bundle_version, "model": {"name": m.model_name, "version": m.model_version}}
