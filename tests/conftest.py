@@ -99,3 +99,6 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b.start()
     yield b
     b.stop()
+
+
+from trained import quick_run  # noqa: E402,F401

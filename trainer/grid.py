@@ -67,8 +67,14 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append one fsynced line; a torn last line (a kill mid-write) is ended first so this record stays whole."""
+    with path.open("ab+") as f:
+        end = f.seek(0, os.SEEK_END)
+        torn = False
+        if end > 0:
+            f.seek(end - 1)
+            torn = f.read(1) != b"\n"
+        f.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())
         f.flush()
         os.fsync(f.fileno())
 
