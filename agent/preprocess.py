@@ -223,7 +223,8 @@ class StreamWindows:
             self.evicted += 1
 
 
-def _key_part(value: Any) -> str:
+def key_part(value: Any) -> str:
+    """One column's contribution to a window key (None → '', integral floats as integers)."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -233,7 +234,7 @@ def _key_part(value: Any) -> str:
 
 def window_key(record: dict[str, Any], key_columns: Sequence[str]) -> str:
     """A flow's window key: its values of ``key_columns`` joined by '|' ('' when there is no key)."""
-    return "|".join(_key_part(record.get(c)) for c in key_columns)
+    return "|".join(key_part(record.get(c)) for c in key_columns)
 
 
 # --------------------------------------------------------------------------- the spec

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.preprocess import key_part
+
 log = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 512
@@ -394,7 +396,7 @@ def _window_key(plan: _Plan, rec: dict[str, Any], ident: dict[str, Any], max_cha
         elif type(v) is int and len(s := str(v)) <= max_chars:
             parts.append(s)
         elif type(v) is float and math.isfinite(v):
-            parts.append(str(v))
+            parts.append(key_part(v))  # 80.0 and 80 are the same key, as in the trainer
         else:
             return "", f"key column {col!r}: expected a string or number, got {_describe(v)}"
     return "|".join(parts), None

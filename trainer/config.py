@@ -58,7 +58,7 @@ class Train:
     epochs: int = setting(50, min=1)
     batch_size: int = setting(256, min=1)
     patience: int = setting(5, min=1, help="early stopping on val_accuracy, best weights restored")
-    validation_split: float = setting(0.2, min=0.01, max=0.99, help="the last fraction of the training windows")
+    validation_split: float = setting(0.2, min=0.01, max=0.99, help="a seeded random fraction of the training windows")
     learning_rate: float = setting(0.001, min=0.0)
     optimizer: str = setting("adam", choices=OPTIMIZERS)
     steps_per_epoch: int | None = setting(None, min=1, help="cap, for smoke runs of big profiles")

@@ -111,9 +111,11 @@ class Watcher:
                 self.stats = doc
         if leaf == "alerts" and self.counts["alerts"] <= self.show:
             a = doc.get("alert", {})
-            print(f"  ALERT seq={doc.get('seq')} {doc.get('src_ip', '?')}:{doc.get('src_port', '?')} → "
-                  f"{doc.get('dest_ip', '?')}:{doc.get('dest_port', '?')} {doc.get('proto', '')} "
-                  f"score={a.get('score', doc.get('suppressed'))}")  # fmt: skip
+            print(
+                f"  ALERT seq={doc.get('seq')} {doc.get('src_ip', '?')}:{doc.get('src_port', '?')} → "
+                f"{doc.get('dest_ip', '?')}:{doc.get('dest_port', '?')} {doc.get('proto', '')} "
+                f"score={a.get('score', doc.get('suppressed'))}"
+            )
         elif leaf == "deadletter":
             print(f"  DEAD-LETTER seq={doc['ident'].get('seq')}: {doc['reason']} — {doc['detail']}")
 
@@ -195,13 +197,28 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(broker)
         agent_log = open(work / "agent.log", "w")  # noqa: SIM115
         agent = subprocess.Popen(
-            [sys.executable, "-m", "agent.daemon",
-             "--set", f"gateway_id={GATEWAY}", "--set", f"model.dir={out.resolve()}",
-             "--set", f"state_dir={work / 'agent-state'}", "--set", f"mqtt.port={port}",
-             "--set", f"mqtt.protocol={protocol!r}", "--set", "alerts.publish_verdicts=true",
-             "--set", "stats_interval=1"],
-            stdout=agent_log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "agent.daemon",
+                "--set",
+                f"gateway_id={GATEWAY}",
+                "--set",
+                f"model.dir={out.resolve()}",
+                "--set",
+                f"state_dir={work / 'agent-state'}",
+                "--set",
+                f"mqtt.port={port}",
+                "--set",
+                f"mqtt.protocol={protocol!r}",
+                "--set",
+                "alerts.publish_verdicts=true",
+                "--set",
+                "stats_interval=1",
+            ],
+            stdout=agent_log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(agent)
         watcher = Watcher(port, protocol, args.show_alerts)
         deadline = time.monotonic() + 60
@@ -215,9 +232,15 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("MQTT 3.1.1 broker: the agent runs with mqtt.protocol 3.1.1")
         print(f"== 3/4 replaying {len(rows):,} held-out test flows at {args.rate:,.0f}/s ({data_note}) ==")
         start = time.monotonic()
-        result = replay(rows, port=port, topic=f"edge-ids/{GATEWAY}/flows", rate=args.rate,
-                        truth_path=out / "demo_truth.jsonl", progress=True,
-                        client=_client(port, protocol))  # fmt: skip
+        result = replay(
+            rows,
+            port=port,
+            topic=f"edge-ids/{GATEWAY}/flows",
+            rate=args.rate,
+            truth_path=out / "demo_truth.jsonl",
+            progress=True,
+            client=_client(port, protocol),
+        )
         deadline = time.monotonic() + 60
         while len(watcher.verdicts) + len(watcher.dead) < result.published and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -254,16 +277,20 @@ def _client(port: int, protocol: str) -> mqtt.Client:
 def print_summary(s: dict[str, Any]) -> None:
     c = s["confusion"]
     print(f"data: {s['data']}  (broker: {s['broker']})")
-    print(f"flows published {s['flows_published']:,} · verdicts {s['verdicts']:,} · dead-lettered {s['dead_lettered']}"
-          f" · missing {s['missing']} · alerts {s['alerts']:,}")  # fmt: skip
+    print(
+        f"flows published {s['flows_published']:,} · verdicts {s['verdicts']:,} · dead-lettered {s['dead_lettered']}"
+        f" · missing {s['missing']} · alerts {s['alerts']:,}"
+    )
     print("                 predicted benign  predicted malicious")
     print(f"actual benign    {c['tn']:>16,}  {c['fp']:>19,}")
     print(f"actual malicious {c['fn']:>16,}  {c['tp']:>19,}")
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
     print(f"accuracy {fmt(s['accuracy'])} · precision {fmt(s['precision'])} · recall {fmt(s['recall'])}")
     lat = s["agent_flow_latency_ms"] or {}
-    print(f"end-to-end {s['end_to_end_flows_per_s'] or 0:,.0f} flows/s (replay-bound) · agent latency per flow "
-          f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms · mean batch {s['agent_batch_size_mean']}")  # fmt: skip
+    print(
+        f"end-to-end {s['end_to_end_flows_per_s'] or 0:,.0f} flows/s (replay-bound) · agent latency per flow "
+        f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms · mean batch {s['agent_batch_size_mean']}"
+    )
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def run_grid(profile: Profile, out_dir: Path, *, limit: int | None = None, only:
     )
     if pending:
         prep = prepare(profile, out_dir / "data")
-        _, val_part = validation_split(prep.train, profile.train.validation_split)
+        _, val_part = validation_split(prep.train, profile.train.validation_split, profile.seed)
         for params in tqdm(pending, desc="grid search", unit="combo"):
             start = time.perf_counter()
             cfg = replace(

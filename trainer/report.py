@@ -142,7 +142,7 @@ def write_report(s: dict[str, Any], path: Path) -> Path:
         "",
         f"Adam/{tr['optimizer']} lr {tr['learning_rate']}, binary cross-entropy, early stopping on val_accuracy "
         f"(patience {tr['patience']}, best weights restored), best-model checkpoint, up to {tr['epochs']} epochs, "
-        f"batch {tr['batch_size']}, validation = the last {tr['validation_split']:.0%} of the training windows. "
+        f"batch {tr['batch_size']}, validation = a seeded random {tr['validation_split']:.0%} of the training windows. "
         "(Paper: 50 epochs, batch 256, patience 5; stopped at epoch 21, best 16.)",
         "",
         *[f"![{k}]({v})" for k, v in s["plots"].items()],

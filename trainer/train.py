@@ -32,10 +32,16 @@ class TrainedModel:
     build_params: dict[str, Any]
 
 
-def validation_split(train: SplitWindows, fraction: float) -> tuple[SplitWindows, SplitWindows]:
-    """Keras' ``validation_split``: the last ``fraction`` of the (stream-ordered) training windows."""
+def validation_split(train: SplitWindows, fraction: float, seed: int = 0) -> tuple[SplitWindows, SplitWindows]:
+    """A seeded random ``fraction`` of the training windows for validation.
+
+    The paper used Keras' ``validation_split`` (the last fraction of the arrays) on arrays that
+    ``train_test_split`` had shuffled, i.e. a random fraction. Our training windows are in stream
+    (time) order, where the last fraction can be a single class; so we draw it at random, as they had.
+    """
+    order = np.random.default_rng(seed).permutation(len(train))
     cut = round(len(train) * (1.0 - fraction))
-    return train.subset(slice(0, cut)), train.subset(slice(cut, None))
+    return train.subset(np.sort(order[:cut])), train.subset(np.sort(order[cut:]))
 
 
 def _inputs(split: SplitWindows, batch_size: int, *, shuffle: bool, seed: int) -> dict[str, Any]:
@@ -62,7 +68,7 @@ def train_model(
     """
     keras.utils.set_random_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fit_part, val_part = validation_split(train, cfg.validation_split)
+    fit_part, val_part = validation_split(train, cfg.validation_split, seed)
     model = compile_model(build_model(name, train.shape, **hp), cfg.optimizer, cfg.learning_rate)
     checkpoint = out_dir / f"{name}.best.keras"
     callbacks = (

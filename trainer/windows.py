@@ -87,7 +87,8 @@ def build_split(
         )
     pos = stream_order(frame, order, seed)
     ordered = frame.iloc[pos]
-    records = ordered[key].astype(object).to_dict("records") if key else [{}] * len(ordered)
+    key_frame = ordered[key].astype(object)
+    records = key_frame.where(key_frame.notna(), None).to_dict("records") if key else [{}] * len(ordered)
     keys = np.array([window_key(r, key) for r in records], dtype=object)
     vectors = transform.transform(raw_features(ordered, transform))
     return SplitWindows(
