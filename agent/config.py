@@ -89,7 +89,9 @@ class Mqtt:
 class Batch:
     max_records: int = setting(256, min=1, max=65536, help="flows scored together (one interpreter call)")
     max_wait_ms: float = setting(20.0, min=0.0, max=10000.0, help="longest a flow waits for its batch to fill")
-    queue_records: int = setting(100_000, min=1, help="flows buffered between MQTT and inference")
+    queue_messages: int = setting(
+        10_000, min=1, help="messages buffered between MQTT and inference; when full, the broker is made to wait"
+    )
 
 
 @dataclass
@@ -165,6 +167,11 @@ class AgentConfig:
     def topic(self, leaf: str) -> str:
         """``<prefix>/<gateway_id>/<leaf>``."""
         return f"{self.mqtt.topic_prefix}/{self.gateway_id}/{leaf}"
+
+    def instance_topic(self, leaf: str) -> str:
+        """Per-agent topics (status, stats): ``<prefix>/<gw>/<leaf>``, plus ``/<client_id>`` in a shared group,
+        where several agents serve one gateway and each must report its own liveness."""
+        return self.topic(f"{leaf}/{self.client_id}" if self.mqtt.shared_group else leaf)
 
     @property
     def bundle_topic(self) -> str:

@@ -185,6 +185,7 @@ class Agent:
     def publish_stats(self) -> None:
         doc = self.stats.snapshot(
             gateway=self.cfg.gateway_id,
+            client_id=self.cfg.client_id,
             agent_version=__version__,
             model=self.pipeline.scorer.identity,
             outbox_depth=self.outbox.depth,
@@ -196,7 +197,7 @@ class Agent:
             connected=self.link.connected.is_set(),
             disconnects=self.link.disconnects,
         )
-        self.link.publish(self.cfg.topic("stats"), dumps(doc), qos=0)
+        self.link.publish(self.cfg.instance_topic("stats"), dumps(doc), qos=0)
 
 
 def build_parser() -> argparse.ArgumentParser:

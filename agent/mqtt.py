@@ -57,7 +57,7 @@ class MqttLink:
         self.v5 = m.protocol == "5"
         self.flows_topic = cfg.topic("flows")
         self.subscription = f"$share/{m.shared_group}/{self.flows_topic}" if m.shared_group else self.flows_topic
-        self.status_topic = cfg.topic("status")
+        self.status_topic = cfg.instance_topic("status")
         self.connected = threading.Event()
         self.generation = 0
         self.session_present = False

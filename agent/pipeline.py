@@ -66,7 +66,8 @@ class Pipeline:
         self.outbox, self.stats = outbox, stats
         self._ack, self._wake_forwarder, self._on_batch = ack, wake_forwarder, on_batch
         self._skip = skip
-        self.queue: queue.Queue[Inbound] = queue.Queue()
+        # Bounded: when inference falls behind, paho's thread waits here and TCP pushes back on the broker.
+        self.queue: queue.Queue[Inbound] = queue.Queue(maxsize=cfg.batch.queue_messages)
         self._swap: tuple[Scorer, Callable[[Scorer], None] | None] | None = None
         self._swap_lock = threading.Lock()
         self._last_seq: dict[str, int] = {}
@@ -148,6 +149,10 @@ class Pipeline:
         batch.records += records
         batch.arrival += [msg.received] * len(records)
         batch.rejected += [(msg, r) for r in rejected]
+        in_order = sorted([(r.index, r.ident) for r in records] + [(r.index or 0, r.ident) for r in rejected],
+                          key=lambda x: x[0])  # fmt: skip
+        for _, ident in in_order:
+            self._track_seq(ident)
 
     def process(self, batch: Batch) -> None:
         """Score a batch, store everything it produced in the outbox, then acknowledge its messages."""
@@ -157,7 +162,6 @@ class Pipeline:
         for msg, rej in batch.rejected:
             out.append(self._deadletter(msg.topic, rej.reason, rej.detail, rej.index, rej.excerpt, rej.ident, now))
             self.stats.deadletter(str(rej.reason))
-            self._track_seq(rej.ident)
         if batch.records:
             out += self._score(batch, now)
         if out:
@@ -195,7 +199,6 @@ class Pipeline:
         alerts = suppressed = 0
         alert_topic = self.topics["alerts"]
         for rec, score in zip(records, scores.tolist(), strict=True):
-            self._track_seq(rec.ident)
             if score > threshold:
                 if self.rate_limiter.allow(str(rec.ident.get("src_ip", "unknown")), wall):
                     doc = make_alert(gateway=self.cfg.gateway_id, ident=rec.ident, score=score, threshold=threshold,

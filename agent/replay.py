@@ -136,7 +136,7 @@ def replay(
                 _progress(published, len(rows), start)
         deadline = time.monotonic() + wait_timeout
         for info in pending:
-            while not info.is_published():
+            while not _acknowledged(info, qos):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"broker did not acknowledge all {messages} messages within {wait_timeout} s")
                 time.sleep(0.005)
@@ -151,6 +151,18 @@ def replay(
         _progress(published, len(rows), start)
         print(file=sys.stderr)
     return ReplayResult(published, messages, seconds, truth_path)
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo, qos: int) -> bool:
+    """True once the broker acknowledged the message.
+
+    A QoS>0 message published while the broker was away has ``rc == MQTT_ERR_NO_CONN``, yet paho keeps it
+    and sends it after reconnecting; ``is_published()`` would raise for it, killing the replay on a broker
+    restart. Such a message is waited for like any other (QoS 0 messages sent while away are lost: raise).
+    """
+    if qos > 0 and info.rc == mqtt.MQTT_ERR_NO_CONN:
+        info.rc = mqtt.MQTT_ERR_SUCCESS
+    return info.is_published()
 
 
 def _progress(done: int, total: int, start: float) -> None:

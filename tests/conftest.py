@@ -47,6 +47,7 @@ class Broker:
     port: int
     workdir: Path
     exe: str = "mosquitto"
+    durable: bool = False  # save on every change: queued messages survive even a SIGKILL (slower)
     proc: subprocess.Popen | None = None
 
     @property
@@ -54,18 +55,20 @@ class Broker:
         return self.workdir / "mosquitto.conf"
 
     def start(self) -> None:
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.workdir}/\n"
-            "autosave_interval 1\n"
-            "autosave_on_changes true\n"
-            "max_queued_messages 0\n"
-            "max_inflight_messages 0\n"
-            "message_size_limit 0\n"
-            f"log_dest file {self.workdir}/mosquitto.log\n"
-        )
+        lines = [
+            # as root, Mosquitto would drop to the `mosquitto` user, which cannot write pytest's 0700 tmp dirs
+            "user root" if os.geteuid() == 0 else "",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1\nautosave_on_changes true" if self.durable else "",
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            "message_size_limit 0",
+            f"log_dest file {self.workdir}/mosquitto.log",
+        ]
+        self.conf.write_text("\n".join(line for line in lines if line) + "\n")
         self.proc = subprocess.Popen(
             [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
@@ -87,18 +90,28 @@ class Broker:
         self.proc = None
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
+def _broker(tmp_path: Path, durable: bool) -> Iterator[Broker]:
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
         pytest.fail("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need a real broker")
     workdir = tmp_path / "broker"
     workdir.mkdir()
-    os.chmod(workdir, 0o777)  # mosquitto started as root drops to the mosquitto user
-    b = Broker(free_port(), workdir, exe)
+    b = Broker(free_port(), workdir, exe, durable)
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto with persistence saved on shutdown: sessions and queued messages survive a SIGTERM restart."""
+    yield from _broker(tmp_path, durable=False)
+
+
+@pytest.fixture
+def durable_broker(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto that saves on every change, so even a SIGKILL loses nothing it acknowledged."""
+    yield from _broker(tmp_path, durable=True)
 
 
 from trained import quick_run  # noqa: E402,F401
