@@ -57,11 +57,19 @@ class Model:
 class Train:
     epochs: int = setting(50, min=1)
     batch_size: int = setting(256, min=1)
-    patience: int = setting(5, min=1, help="early stopping on val_accuracy, best weights restored")
+    patience: int = setting(5, min=1, help="early stopping patience (epochs), best weights restored")
+    monitor: str = setting(
+        "val_accuracy",
+        choices=("val_accuracy", "val_loss"),
+        help="what early stopping and the checkpoint watch (Algorithm 1: val_accuracy)",
+    )
     validation_split: float = setting(0.2, min=0.01, max=0.99, help="a seeded random fraction of the training windows")
     learning_rate: float = setting(0.001, min=0.0)
     optimizer: str = setting("adam", choices=OPTIMIZERS)
     steps_per_epoch: int | None = setting(None, min=1, help="cap, for smoke runs of big profiles")
+    reduce_lr_patience: int = setting(
+        0, min=0, help="halve the learning rate after N epochs without val_loss gain (0 = off)"
+    )
 
 
 @dataclass

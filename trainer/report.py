@@ -140,10 +140,17 @@ def write_report(s: dict[str, Any], path: Path) -> Path:
     tr = prof["train"]
     lines += [
         "",
-        f"Adam/{tr['optimizer']} lr {tr['learning_rate']}, binary cross-entropy, early stopping on val_accuracy "
+        f"Optimizer {tr['optimizer']}, learning rate {tr['learning_rate']}"
+        + (
+            f" (halved after {tr['reduce_lr_patience']} epochs without val_loss gain)"
+            if tr["reduce_lr_patience"]
+            else ""
+        )
+        + f", binary cross-entropy, early stopping on {tr['monitor']} "
         f"(patience {tr['patience']}, best weights restored), best-model checkpoint, up to {tr['epochs']} epochs, "
         f"batch {tr['batch_size']}, validation = a seeded random {tr['validation_split']:.0%} of the training windows. "
-        "(Paper: 50 epochs, batch 256, patience 5; stopped at epoch 21, best 16.)",
+        "(Paper, Algorithm 1: Adam 0.001, early stopping on val_accuracy, patience 5, 50 epochs, batch 256; stopped at "
+        "epoch 21, best 16.)",
         "",
         *[f"![{k}]({v})" for k, v in s["plots"].items()],
         "",

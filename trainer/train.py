@@ -74,13 +74,19 @@ def train_model(
     callbacks = (
         [
             keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", patience=cfg.patience, restore_best_weights=True, verbose=1
+                monitor=cfg.monitor, patience=cfg.patience, restore_best_weights=True, verbose=1
             ),
-            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_accuracy", save_best_only=True),
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor=cfg.monitor, save_best_only=True),
         ]
         if early_stopping
         else []
     )
+    if early_stopping and cfg.reduce_lr_patience:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=cfg.reduce_lr_patience, min_lr=1e-5
+            )
+        )
     val = _inputs(val_part, cfg.batch_size, shuffle=False, seed=seed)
     log.info(
         "training %s on %d windows of %s (validation %d), batch %d, up to %d epochs",
@@ -102,12 +108,14 @@ def train_model(
     )
     seconds = time.perf_counter() - start
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-    best_epoch = int(np.argmax(history["val_accuracy"])) + 1
+    watched = history[cfg.monitor]
+    best_epoch = int(np.argmin(watched) if cfg.monitor == "val_loss" else np.argmax(watched)) + 1
     log.info(
-        "%s: best val_accuracy %.4f at epoch %d of %d (%.0f s)",
+        "%s: best epoch %d by %s (val_accuracy %.4f) of %d (%.0f s)",
         name,
-        max(history["val_accuracy"]),
         best_epoch,
+        cfg.monitor,
+        history["val_accuracy"][best_epoch - 1],
         len(history["loss"]),
         seconds,
     )
