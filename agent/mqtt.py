@@ -95,6 +95,7 @@ class MqttLink:
         client.max_queued_messages_set(0)  # the outbox is our bounded queue; paho only holds what is in flight
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
         return client
@@ -180,6 +181,10 @@ class MqttLink:
         log.info("connected (session present: %s), subscribed to %s", self.session_present, self.subscription)
         if self._on_connected:
             self._on_connected(self.session_present)
+
+    def _handle_connect_fail(self, _c: mqtt.Client, _ud: Any) -> None:
+        log.warning("cannot connect to %s:%d (network or TLS failure); retrying with backoff",
+                    self.cfg.mqtt.host, self.cfg.mqtt.port)  # fmt: skip
 
     def _handle_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
         was = self.connected.is_set()

@@ -48,6 +48,7 @@ class Broker:
     workdir: Path
     exe: str = "mosquitto"
     durable: bool = False  # save on every change: queued messages survive even a SIGKILL (slower)
+    extra: tuple[str, ...] = ()  # more config lines, e.g. further listeners (TLS, passwords)
     proc: subprocess.Popen | None = None
 
     @property
@@ -67,6 +68,7 @@ class Broker:
             "max_inflight_messages 0",
             "message_size_limit 0",
             f"log_dest file {self.workdir}/mosquitto.log",
+            *self.extra,
         ]
         self.conf.write_text("\n".join(line for line in lines if line) + "\n")
         self.proc = subprocess.Popen(
@@ -90,13 +92,13 @@ class Broker:
         self.proc = None
 
 
-def _broker(tmp_path: Path, durable: bool) -> Iterator[Broker]:
+def _broker(tmp_path: Path, durable: bool, extra: tuple[str, ...] = ()) -> Iterator[Broker]:
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
         pytest.fail("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need a real broker")
     workdir = tmp_path / "broker"
     workdir.mkdir()
-    b = Broker(free_port(), workdir, exe, durable)
+    b = Broker(free_port(), workdir, exe, durable, extra)
     b.start()
     yield b
     b.stop()
