@@ -89,8 +89,8 @@ class Mqtt:
 class Batch:
     max_records: int = setting(256, min=1, max=65536, help="flows scored together (one interpreter call)")
     max_wait_ms: float = setting(20.0, min=0.0, max=10000.0, help="longest a flow waits for its batch to fill")
-    queue_messages: int = setting(
-        10_000, min=1, help="messages buffered between MQTT and inference; when full, the broker is made to wait"
+    queue_bytes: int = setting(
+        32 << 20, min=1 << 16, help="flow messages buffered between MQTT and inference (bytes); then the broker waits"
     )
 
 

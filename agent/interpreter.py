@@ -111,7 +111,11 @@ class TFLiteModel:
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Float windows ``(n, T, F)`` → float scores ``(n,)``."""
-        return self.dequantize(self.invoke_raw(self.quantize(windows))).reshape(len(windows), -1)[:, 0]
+        return self.scores(self.quantize(windows))
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        """Already-quantized windows ``(n, T, F)`` → float scores ``(n,)``."""
+        return self.dequantize(self.invoke_raw(inputs)).reshape(len(inputs), -1)[:, 0]
 
     def op_summary(self) -> dict[str, Any]:
         """Ops of the graph (without delegates) with counts, and the dtypes of every tensor they touch."""

@@ -66,8 +66,11 @@ class Pipeline:
         self.outbox, self.stats = outbox, stats
         self._ack, self._wake_forwarder, self._on_batch = ack, wake_forwarder, on_batch
         self._skip = skip
-        # Bounded: when inference falls behind, paho's thread waits here and TCP pushes back on the broker.
-        self.queue: queue.Queue[Inbound] = queue.Queue(maxsize=cfg.batch.queue_messages)
+        # Bounded in bytes: when inference falls behind, paho's thread waits in submit() and the broker holds
+        # the rest (QoS 1 flow control, TCP back-pressure), so memory stays within batch.queue_bytes.
+        self.queue: queue.Queue[Inbound] = queue.Queue()
+        self._queued_bytes = 0
+        self._room = threading.Condition()
         self._swap: tuple[Scorer, Callable[[Scorer], None] | None] | None = None
         self._swap_lock = threading.Lock()
         self._last_seq: dict[str, int] = {}
@@ -86,8 +89,20 @@ class Pipeline:
     # ------------------------------------------------------------------ feeding and swapping
 
     def submit(self, msg: Inbound) -> None:
-        """Called by the MQTT network thread for each flow message."""
+        """Called by the MQTT network thread for each flow message; waits while the queue is over budget."""
+        size = len(msg.payload)
+        with self._room:
+            while self._queued_bytes and self._queued_bytes + size > self.cfg.batch.queue_bytes:
+                self._room.wait(0.5)
+            self._queued_bytes += size
         self.queue.put(msg)
+
+    def _take(self, timeout: float) -> Inbound:
+        msg = self.queue.get(timeout=timeout)
+        with self._room:
+            self._queued_bytes -= len(msg.payload)
+            self._room.notify_all()
+        return msg
 
     def request_swap(self, scorer: Scorer, done: Callable[[Scorer], None] | None = None) -> None:
         """Switch to ``scorer`` between two batches (no flow dropped or scored twice)."""
@@ -120,7 +135,7 @@ class Pipeline:
     def collect(self, timeout: float) -> Batch | None:
         """Wait up to ``timeout`` for a message, then fill a batch until it is full or its wait is over."""
         try:
-            first = self.queue.get(timeout=timeout)
+            first = self._take(timeout)
         except queue.Empty:
             return None
         batch = Batch()
@@ -128,7 +143,7 @@ class Pipeline:
         deadline = first.received + self.cfg.batch.max_wait_ms / 1000
         while len(batch.records) < self.cfg.batch.max_records:
             try:
-                self._add(batch, self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                self._add(batch, self._take(max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
         return batch

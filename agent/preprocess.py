@@ -148,7 +148,10 @@ def window_indices(keys: Sequence[Any] | np.ndarray, length: int) -> np.ndarray:
     n = len(keys)
     if n == 0:
         return np.empty((0, length), dtype=np.int32)
-    _, codes = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
+    keys = np.asarray(keys)
+    if keys.dtype.kind not in "iu":  # integer stream codes are used as they are; anything else by its text
+        keys = np.asarray(keys, dtype=object).astype(str)
+    _, codes = np.unique(keys, return_inverse=True)
     order = np.argsort(codes, kind="stable")  # grouped by key, stream order kept inside a group
     sorted_codes = codes[order]
     first = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
@@ -163,9 +166,9 @@ def window_indices(keys: Sequence[Any] | np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def gather_windows(vectors: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Windows ``(n, T, F)`` from feature rows and :func:`window_indices` (``-1`` → zeros)."""
-    padded = np.concatenate([np.zeros((1, vectors.shape[1]), dtype=vectors.dtype), vectors])
+def gather_windows(vectors: np.ndarray, idx: np.ndarray, pad: float | int = 0) -> np.ndarray:
+    """Windows ``(n, T, F)`` from feature rows and :func:`window_indices` (``-1`` → a row of ``pad``)."""
+    padded = np.concatenate([np.full((1, vectors.shape[1]), pad, dtype=vectors.dtype), vectors])
     return padded[idx + 1]
 
 
@@ -175,12 +178,17 @@ class StreamWindows:
     Keeps the last ``T-1`` vectors of at most ``max_keys`` keys (least recently seen evicted; an
     evicted key starts again with padding). Feeding a whole split at once, or in any chunking,
     gives the same windows as :func:`window_indices` over it, as long as no key was evicted.
+    ``dtype``/``pad`` let the agent keep already-quantized int8 vectors (padding = the quantized 0.0):
+    quantization is elementwise, so windows of quantized vectors equal quantized windows, at 1/T the cost.
     """
 
-    def __init__(self, length: int, n_features: int, max_keys: int | None = None) -> None:
+    def __init__(
+        self, length: int, n_features: int, max_keys: int | None = None, *, dtype: Any = np.float32, pad: float = 0
+    ) -> None:
         if length < 1:
             raise ValueError(f"window length must be >= 1, got {length}")
         self.length, self.n_features, self.max_keys = length, n_features, max_keys
+        self.dtype, self.pad = np.dtype(dtype), pad
         self._history: OrderedDict[str, np.ndarray] = OrderedDict()
         self.evicted = 0
 
@@ -192,32 +200,34 @@ class StreamWindows:
 
     def push(self, keys: Sequence[Any], vectors: np.ndarray) -> np.ndarray:
         """Append a batch (stream order) and return its windows ``(len(keys), T, F)``."""
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=self.dtype)
         if vectors.shape != (len(keys), self.n_features):
             raise ValueError(f"expected ({len(keys)}, {self.n_features}) vectors, got {vectors.shape}")
         if self.length == 1:
             return vectors[:, None, :]
-        skeys = [str(k) for k in keys]
-        hist_keys: list[str] = []
-        hist_rows: list[np.ndarray] = []
-        for k in dict.fromkeys(skeys):
+        codes: dict[str, int] = {}
+        batch_codes = np.fromiter((codes.setdefault(str(k), len(codes)) for k in keys), dtype=np.int64, count=len(keys))
+        hist_rows, hist_codes = [], []
+        for k, c in codes.items():
             h = self._history.get(k)
             if h is not None:
-                hist_keys += [k] * len(h)
                 hist_rows.append(h)
+                hist_codes.append(np.full(len(h), c, dtype=np.int64))
         table = np.concatenate([*hist_rows, vectors]) if hist_rows else vectors
-        all_keys = hist_keys + skeys
-        idx = window_indices(all_keys, self.length)
-        windows = gather_windows(table, idx[len(hist_keys) :])
-        self._remember(all_keys, table, idx)
+        all_codes = np.concatenate([*hist_codes, batch_codes]) if hist_codes else batch_codes
+        idx = window_indices(all_codes, self.length)
+        n_hist = len(all_codes) - len(keys)
+        windows = gather_windows(table, idx[n_hist:], self.pad)
+        self._remember(list(codes), batch_codes, n_hist, table, idx)
         return windows
 
-    def _remember(self, all_keys: list[str], table: np.ndarray, idx: np.ndarray) -> None:
-        last_row: dict[str, int] = {k: i for i, k in enumerate(all_keys)}  # newest row per key
-        for k in sorted(last_row, key=last_row.__getitem__):
-            rows = idx[last_row[k], 1:]  # the newest T-1 rows of this stream
-            self._history[k] = table[rows[rows >= 0]].copy()
-            self._history.move_to_end(k)
+    def _remember(self, names: list[str], batch_codes: np.ndarray, n_hist: int, table: np.ndarray, idx: np.ndarray):
+        last = np.full(len(names), -1, dtype=np.int64)
+        np.maximum.at(last, batch_codes, np.arange(len(batch_codes)) + n_hist)  # newest row of each key
+        for c in np.argsort(last, kind="stable"):  # least recently seen first, so LRU order follows the stream
+            rows = idx[last[c], 1:]  # the newest T-1 rows of this stream
+            self._history[names[c]] = table[rows[rows >= 0]].copy()
+            self._history.move_to_end(names[c])
         while self.max_keys is not None and len(self._history) > self.max_keys:
             self._history.popitem(last=False)
             self.evicted += 1

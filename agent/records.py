@@ -447,8 +447,9 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     if not text.strip():
         return whole(Reason.EMPTY, "expected a flow record or an array of them, got an empty payload")
     try:
-        # NaN / Infinity / -Infinity literals become floats here and are rejected as non_finite below.
-        doc = json.loads(text, parse_constant=float)
+        # NaN / Infinity / -Infinity literals become floats here (json's default) and are rejected as
+        # non_finite below; the default decoder is reused (a parse_constant argument builds one per call).
+        doc = json.loads(text)
     except RecursionError:
         return whole(Reason.INVALID_JSON, f"expected JSON, got nesting deeper than {sys.getrecursionlimit()}")
     except ValueError as e:  # JSONDecodeError, or an integer beyond Python's digit limit

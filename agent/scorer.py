@@ -58,7 +58,10 @@ class Scorer:
         spec = PreprocessSpec.load(directory / SPEC_FILE)
         model_path = next((directory / n for n in MODEL_FILES if (directory / n).exists()), directory / MODEL_FILES[0])
         model = TFLiteModel(model_path, num_threads=threads, runtime=runtime, max_batch=max_batch)
-        windows = StreamWindows(spec.window_length, len(spec.features), max_keys=max_keys)
+        pad = model.quantize(np.zeros(1, dtype=np.float32))[0]  # a padding row is the input's encoding of 0.0
+        windows = StreamWindows(
+            spec.window_length, len(spec.features), max_keys=max_keys, dtype=model.input_dtype, pad=pad
+        )
         scorer = cls(model, spec, windows, source=str(directory))
         log.info(
             "model %s %s (sha256 %s…, %s, input %s) loaded from %s",
@@ -74,7 +77,7 @@ class Scorer:
     def same_preprocessing(self, other: Scorer) -> bool:
         """True when ``other`` builds windows the same way (so stream history can carry over)."""
         a, b = self.spec.to_dict(), other.spec.to_dict()
-        keys = ("features", "scaler", "encoders", "window")
+        keys = ("features", "scaler", "encoders", "window", "input")  # input: quantization of the kept history
         return all(a.get(k) == b.get(k) for k in keys)
 
     def adopt_windows(self, previous: Scorer) -> None:
@@ -95,13 +98,16 @@ class Scorer:
                 raw[:, j] = self.spec.transform.encoders[name].transform([r.categories.get(name, "") for r in records])
         return raw
 
-    def windows_for(self, records: Sequence[FlowRecord]) -> np.ndarray:
-        """Float windows ``(n, T, F)`` for ``records`` in arrival order; advances the stream state."""
-        vectors = self.spec.transform.transform(self.raw_matrix(records))
+    def model_inputs(self, records: Sequence[FlowRecord]) -> np.ndarray:
+        """Model-ready windows ``(n, T, F)`` for ``records`` in arrival order; advances the stream state.
+
+        Each flow's vector is quantized once and the windows are gathered from quantized history.
+        """
+        vectors = self.model.quantize(self.spec.transform.transform(self.raw_matrix(records)))
         return self.windows.push([r.key for r in records], vectors)
 
     def score(self, records: Sequence[FlowRecord]) -> np.ndarray:
         """One score in [0, 1] per record."""
         if not records:
             return np.empty(0, dtype=np.float32)
-        return self.model.predict(self.windows_for(records))
+        return self.model.scores(self.model_inputs(records))
