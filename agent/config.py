@@ -29,6 +29,9 @@ class Model:
     dir: str = setting("", help="directory holding model_int8.tflite and spec.json ('' = the installed bundle slot)")
     runtime: str = setting("auto", choices=("auto", "ai_edge_litert", "tflite_runtime"))
     threads: int = setting(1, min=1, max=64, help="interpreter threads")
+    max_batch: int = setting(
+        256, min=1, max=4096, help="windows per interpreter call (bigger batches are split); at T=62, 64 saves ~16 MB"
+    )
 
 
 @dataclass
