@@ -91,7 +91,7 @@ class Mqtt:
 @dataclass
 class Batch:
     max_records: int = setting(256, min=1, max=65536, help="flows scored together (one interpreter call)")
-    max_wait_ms: float = setting(20.0, min=0.0, max=10000.0, help="longest a flow waits for its batch to fill")
+    max_wait_ms: float = setting(5.0, min=0.0, max=10000.0, help="longest a flow waits for its batch to fill")
     queue_bytes: int = setting(
         32 << 20, min=1 << 16, help="flow messages buffered between MQTT and inference (bytes); then the broker waits"
     )
