@@ -1,0 +1,290 @@
+"""The installer without MQTT: real SlotStore, Installer, ModelManager and pipeline, real LiteRT interpreters
+(the tiny int8 model of bundle_helpers). Crashes are simulated by an exception nothing catches."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.register_assert_rewrite("agent_harness", "ota_helpers")
+
+from agent_harness import wait_until  # noqa: E402
+from bundle_helpers import tiny_model  # noqa: E402
+from ota_helpers import Artifacts, KeyPair, bundle, flip_expected_output, make_keypair, read_state  # noqa: E402
+
+from agent import __version__ as AGENT_VERSION  # noqa: E402
+from agent.config import AgentConfig  # noqa: E402
+from agent.ota import ModelManager  # noqa: E402
+from agent.outbox import Outbox  # noqa: E402
+from agent.pipeline import Pipeline  # noqa: E402
+from agent.scorer import Scorer  # noqa: E402
+from agent.stats import Stats  # noqa: E402
+from agent.typedconfig import build  # noqa: E402
+from firmware_bundle import fsutil, slots  # noqa: E402
+from firmware_bundle.errors import SelfTestError  # noqa: E402
+from firmware_bundle.install import STEPS, Installer, Probation, selftest  # noqa: E402
+from firmware_bundle.limits import Limits  # noqa: E402
+from firmware_bundle.slots import SlotStore  # noqa: E402
+
+
+class Crash(BaseException):
+    """Raised at an install step: the process 'dies' there, leaving whatever is on disk."""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    return Artifacts(tiny_model().write_artifacts(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return make_keypair(tmp_path_factory.mktemp("keys"))
+
+
+class Gateway:
+    """An Installer on ``root`` that records its status events and activations."""
+
+    def __init__(self, root: Path, keypair: KeyPair, **kw: Any) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.activated: list[int] = []
+        self.installer = Installer(
+            SlotStore(root),
+            trusted_keys=[keypair.public],
+            agent_version=AGENT_VERSION,
+            limits=Limits(),
+            probation_seconds=kw.pop("probation_seconds", 0.0),
+            probation_min_windows=8,
+            load_slot=Scorer.load,
+            status=self.events.append,
+            **kw,
+        )
+
+    def install(self, data: bytes) -> bool:
+        return self.installer.install(data, lambda _s, b, _p: self.activated.append(b.manifest.bundle_version))
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.events[-1]
+
+
+def slot_names(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "slots").iterdir())
+
+
+# --------------------------------------------------------------------------- crash consistency
+
+
+@pytest.mark.timeout(60, func_only=True)
+@pytest.mark.parametrize("step", STEPS)
+def test_crash_at_each_install_step_leaves_the_old_or_the_new_state(tmp_path, tiny, keypair, monkeypatch, step) -> None:
+    root = tmp_path / "models"
+    gw = Gateway(root, keypair)
+    assert gw.install(bundle(tiny, keypair, 1))
+    before = (root / "state.json").read_bytes()
+
+    def die(self: Installer, at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    monkeypatch.setattr(Installer, "_pause", die)
+    with pytest.raises(Crash):
+        Gateway(root, keypair).install(bundle(tiny, keypair, 2))
+    monkeypatch.undo()
+
+    after = Gateway(root, keypair).installer  # the restart
+    new_is_live = STEPS.index(step) >= STEPS.index("state_written")
+    assert after.state.active == after.state.highest_installed == (2 if new_is_live else 1)
+    if not new_is_live:
+        assert (root / "state.json").read_bytes() == before, "the state file changed before its step"
+    assert slot_names(root) == (["1", "2"] if new_is_live else ["1"]), "unreferenced slot kept"
+    assert Scorer.load(after.live_slot()).spec.input_shape == tiny.spec().input_shape
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_crash_while_writing_the_slot_or_the_state_file_keeps_the_old_state(tmp_path, tiny, keypair, monkeypatch):
+    """A power cut before the slot's or the state's rename: the old state; the restart removes the debris."""
+    root = tmp_path / "models"
+    assert Gateway(root, keypair).install(bundle(tiny, keypair, 1))
+    before = (root / "state.json").read_bytes()
+
+    def cut(*_a: Any) -> None:
+        raise Crash("power cut before the rename")
+
+    monkeypatch.setattr(slots.os, "rename", cut)
+    with pytest.raises(Crash):
+        Gateway(root, keypair).install(bundle(tiny, keypair, 2))
+    monkeypatch.undo()
+    assert slot_names(root) == [".tmp-2", "1"]
+
+    gw = Gateway(root, keypair)  # the restart cleans up
+    assert slot_names(root) == ["1"] and gw.installer.state.highest_installed == 1
+    monkeypatch.setattr(fsutil.os, "replace", cut)
+    with pytest.raises(Crash):
+        gw.install(bundle(tiny, keypair, 3))
+    monkeypatch.undo()
+    assert (root / "state.json").read_bytes() == before, "state.json was modified in place"
+    assert slot_names(root) == ["1", "3"]
+
+    (root / "slots" / ".tmp-9").mkdir()
+    (root / "slots" / "stray-file").write_text("not a slot")
+    store = SlotStore(root)
+    state = store.load()
+    assert (state.active, state.highest_installed) == (1, 1)
+    assert sorted(store.cleanup(state)) == [".tmp-9", "3", "stray-file"]
+    assert slot_names(root) == ["1"] and store.cleanup(state) == []
+
+
+# --------------------------------------------------------------------------- versions and rollback
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_highest_installed_survives_a_restart_so_older_and_equal_versions_stay_refused(tmp_path, tiny, keypair):
+    root = tmp_path / "models"
+    assert Gateway(root, keypair).install(bundle(tiny, keypair, 3))
+
+    gw = Gateway(root, keypair)  # a restart: a new Installer on the same state
+    assert gw.installer.state.highest_installed == 3
+    assert not gw.install(bundle(tiny, keypair, 2))
+    assert (gw.last["event"], gw.last["reason"]) == ("rejected", "rollback")
+    assert not gw.install(bundle(tiny, keypair, 3, agent_config={"batch": {"max_records": 8}}))  # another v3 build
+    assert (gw.last["event"], gw.last["reason"]) == ("rejected", "replay")
+    assert gw.install(bundle(tiny, keypair, 4)) and gw.activated == [4]
+    assert read_state(tmp_path)["highest_installed"] == 4
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_rolling_back_the_first_bundle_returns_to_the_factory_model(tmp_path, tiny, keypair):
+    root = tmp_path / "models"
+    gw = Gateway(root, keypair, probation_seconds=60.0)
+    assert gw.install(bundle(tiny, keypair, 1))
+    assert gw.installer.state.previous is None and gw.installer.state.probation_until is not None
+
+    assert gw.installer.rollback(1, "health check: constant score") is None  # None: the factory model
+    assert gw.last == {"event": "rolled_back", "reason": "health check: constant score", "bundle_version": 1,
+                       "to": None}  # fmt: skip
+    state = Gateway(root, keypair).installer.state  # as the next start sees it
+    assert (state.active, state.previous, state.highest_installed, state.probation_until) == (None, None, 1, None)
+    assert slot_names(root) == []
+
+    cfg = agent_config(tmp_path, keypair, tiny)
+    assert ModelManager(cfg, status=lambda _e: None).initial_scorer().source == str(tiny.dir)
+    assert not gw.install(bundle(tiny, keypair, 1)), "the rolled-back version was accepted again"
+    assert gw.last["reason"] == "replay"
+
+
+@pytest.mark.timeout(10)
+def test_probation_fails_only_on_errors_non_finite_or_constant_scores() -> None:
+    def run(*batches: np.ndarray, error: Exception | None = None) -> str | None:
+        p = Probation(version=1, until=0.0, min_windows=8)
+        reasons = [p.observe(b, error) for b in batches]
+        return next((r for r in reasons if r), None)
+
+    assert run(np.full(4, 0.5), np.linspace(0, 1, 8)) is None
+    assert run(np.full(4, 0.99), np.full(3, 0.99)) is None, "failed before min_windows"
+    assert run(np.full(4, 0.99), np.full(4, 0.99)).startswith("health check: constant score 0.99")
+    assert "non-finite" in run(np.array([0.2, np.nan]))
+    assert "inference error" in run(np.empty(0), error=RuntimeError("boom"))
+
+
+# --------------------------------------------------------------------------- self-test
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_selftest_demands_every_output_exactly(tmp_path, tiny, keypair):
+    model = Scorer.load(tiny.dir).model
+    files = tiny.files()
+    selftest(model, files["selftest_inputs.npy"], files["selftest_outputs.npy"])
+    off_by_one = flip_expected_output(tiny, row=3)["selftest_outputs.npy"]
+    with pytest.raises(SelfTestError, match="1 of 8 outputs differ"):
+        selftest(model, files["selftest_inputs.npy"], off_by_one)
+
+    root = tmp_path / "models"
+    gw = Gateway(root, keypair)
+    assert gw.install(bundle(tiny, keypair, 1))
+    assert not gw.install(bundle(tiny, keypair, 2, files={"selftest_outputs.npy": off_by_one}))
+    assert (gw.last["event"], gw.last["reason"]) == ("rejected", "selftest_failed")
+    assert [e["event"] for e in gw.events[-3:]] == ["received", "verified", "rejected"]
+    assert gw.activated == [1] and slot_names(root) == ["1"]
+    assert read_state(tmp_path)["highest_installed"] == 1
+
+
+# --------------------------------------------------------------------------- agent-config fragments
+
+
+def agent_config(tmp_path: Path, keypair: KeyPair, factory: Artifacts, **bundle_settings: Any) -> AgentConfig:
+    return build(AgentConfig, {
+        "state_dir": str(tmp_path), "model": {"dir": str(factory.dir)},
+        "bundle": {"enabled": True, "public_keys": [str(keypair.pub_path)], "probation_seconds": 0.0,
+                   **bundle_settings},
+    })  # fmt: skip
+
+
+@pytest.mark.timeout(60, func_only=True)
+@pytest.mark.parametrize(
+    "fragment",
+    ["mqtt: {host: evil.example}", "batch: {max_records: 0}", "batch: {max_recordz: 64}", "alerts: [1, 2]",
+     "batch: {max_records: [", "- batch"],
+    ids=["section-not-allowed", "below-minimum", "unknown-key", "not-a-mapping", "not-yaml", "a-list"],
+)  # fmt: skip
+def test_invalid_agent_config_fragment_is_rejected_as_bad_config(tmp_path, tiny, keypair, fragment):
+    events: list[dict[str, Any]] = []
+    manager = ModelManager(agent_config(tmp_path, keypair, tiny), status=events.append)
+    activated: list[Any] = []
+    data = bundle(tiny, keypair, 1, agent_config=fragment)
+    assert not manager.installer.install(data, lambda *a: activated.append(a))
+    assert (events[-1]["event"], events[-1]["reason"]) == ("rejected", "bad_config"), events[-1]
+    assert activated == [] and slot_names(tmp_path / "models") == []
+    assert manager.installer.state.highest_installed == 0
+
+
+@pytest.fixture
+def running(tmp_path, tiny, keypair) -> Iterator[tuple[ModelManager, Pipeline, list[dict[str, Any]]]]:
+    """A ModelManager wired to a running pipeline (no MQTT): what the daemon does."""
+    events: list[dict[str, Any]] = []
+    cfg = agent_config(tmp_path, keypair, tiny, probation_seconds=60.0, probation_min_windows=8)
+    manager = ModelManager(cfg, status=events.append)
+    outbox = Outbox(tmp_path / "outbox.sqlite", 100)
+    pipeline = Pipeline(cfg, manager.initial_scorer(), outbox, Stats(), on_batch=manager.on_batch)
+    manager.on_config = pipeline.apply_config
+    stop = threading.Event()
+    thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
+    thread.start()
+    manager.start(pipeline)
+    try:
+        yield manager, pipeline, events
+    finally:
+        manager.stop()
+        stop.set()
+        thread.join(5)
+        outbox.close()
+
+
+def wait_event(events: list[dict[str, Any]], name: str, timeout: float = 20) -> dict[str, Any]:
+    return wait_until(lambda: next((e for e in events if e["event"] == name), None), timeout, name, lambda: str(events))
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_valid_agent_config_fragment_is_applied_on_activation(running, tiny, keypair):
+    manager, pipeline, events = running
+    assert pipeline.cfg.batch.max_records == 256
+    manager.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
+    wait_event(events, "activated")
+    assert pipeline.cfg.batch.max_records == 64 and manager.cfg.batch.max_records == 64
+    assert pipeline.scorer.source.endswith("/slots/1")
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_rolled_back_bundle_takes_its_agent_config_with_it(running, tiny, keypair):
+    manager, pipeline, events = running
+    manager.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
+    wait_event(events, "activated")
+    assert pipeline.cfg.batch.max_records == 64
+    manager.on_batch(pipeline.scorer, np.full(8, 0.25, dtype=np.float32), None)  # the pipeline's report: constant
+    assert "health check" in wait_event(events, "rolled_back")["reason"]
+    wait_until(lambda: pipeline.scorer.source == str(tiny.dir), 20, "the factory model back")
+    assert pipeline.cfg.batch.max_records == 256 and manager.cfg.batch.max_records == 256
