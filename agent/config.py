@@ -132,7 +132,12 @@ class Bundle:
     public_keys: list[str] = setting(factory=list, help="PEM files of the Ed25519 keys bundles must be signed by")
     max_bytes: int = setting(16 << 20, min=1024)
     probation_seconds: float = setting(300.0, min=0.0, help="a new model that fails in this time is rolled back")
-    probation_min_windows: int = setting(64, min=1, help="windows scored before a constant-output model is failed")
+    probation_min_windows: int = setting(
+        64, min=1, help="different windows that must get one same score before the new model is failed as constant"
+    )
+    selftest_tolerance: int = setting(
+        0, min=0, max=255, help="int8 steps a self-test output may differ (0 = bit-exact, right for LiteRT)"
+    )
 
     def validate(self) -> None:
         if self.enabled and not self.public_keys:

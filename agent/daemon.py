@@ -84,7 +84,7 @@ class Agent:
         )
         self.forwarder = Forwarder(self.outbox, self.link)
         self.pipeline = Pipeline(
-            cfg, self.scorer, self.outbox, self.stats,
+            self.models.cfg, self.scorer, self.outbox, self.stats,  # the file + the live bundle's agent-config
             ack=self.link.ack, skip=self.link.skip, wake_forwarder=self.forwarder.wake, on_batch=self.models.on_batch,
         )  # fmt: skip
         self.models.on_config = self.pipeline.apply_config
@@ -172,13 +172,18 @@ class Agent:
         changed = [k for k in RESTART_ONLY if getattr(cfg, k) != getattr(self.cfg, k)]
         if changed:
             log.warning("reload: %s changed; these take effect after a restart", ", ".join(changed))
-        self.pipeline.apply_config(cfg)
-        logging.getLogger().setLevel(cfg.log_level)
+        previous = self.models.base_cfg, self.models.cfg
+        self.models.base_cfg = cfg
         try:
-            self.models.cfg = cfg
-            self.pipeline.request_swap(self.models.initial_scorer())
+            scorer = self.models.initial_scorer()
         except MODEL_ERRORS as e:
-            log.error("reload: model not loaded, keeping the running one: %s", e)
+            log.error("reload: model not loaded; keeping the running model and config: %s", e)
+            self.models.base_cfg, self.models.cfg = previous
+            systemd.ready()
+            return
+        self.pipeline.request_swap(scorer)
+        self.pipeline.apply_config(self.models.cfg)  # the file + the live bundle's agent-config fragment
+        logging.getLogger().setLevel(cfg.log_level)
         self.cfg = cfg
         systemd.ready()
 

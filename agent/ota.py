@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_ERRORS = (ModelLoadError, SpecError, ModelMismatchError, OSError)
+FRAGMENT = "agent-config.yaml"
 FRAGMENT_SECTIONS = ("batch", "alerts")  # what a bundle's agent-config.yaml may change
 
 
@@ -41,7 +42,8 @@ class ModelManager:
     """Chooses the serving model at start, installs bundles, watches probation, rolls back."""
 
     def __init__(self, cfg: AgentConfig, *, status: Callable[[dict[str, Any]], None]) -> None:
-        self.cfg = cfg
+        self.base_cfg = cfg  # the YAML file (+ environment, flags)
+        self.cfg = cfg  # what runs: base_cfg with the live slot's agent-config fragment applied
         self._status = status
         self.pipeline: Pipeline | None = None
         self.on_config: Callable[[AgentConfig], None] = lambda c: None
@@ -69,6 +71,7 @@ class ModelManager:
             load_slot=self.load,
             status=self._status,
             check_config=self.merged_config,
+            selftest_tolerance=cfg.bundle.selftest_tolerance,
         )
 
     # ------------------------------------------------------------------ loading
@@ -76,22 +79,32 @@ class ModelManager:
     def load(self, directory: Path) -> Scorer:
         c = self.cfg
         return Scorer.load(directory, runtime=c.model.runtime, threads=c.model.threads, max_keys=c.windows.max_keys,
-                           max_batch=max(256, c.batch.max_records))  # fmt: skip
+                           max_batch=c.model.max_batch)  # fmt: skip
 
     def initial_scorer(self) -> Scorer:
-        """The installed slot if there is one (falling back slot by slot if it does not load), else model.dir."""
+        """The installed slot if there is one (falling back slot by slot if it does not load), else model.dir.
+
+        Sets ``cfg`` to ``base_cfg`` plus the chosen slot's agent-config fragment (at start and on SIGHUP).
+        """
         inst = self.installer
         while inst is not None and inst.live_slot() is not None:
-            version = inst.state.active
+            version, slot = inst.state.active, inst.live_slot()
             try:
-                scorer = self.load(inst.live_slot())
-            except MODEL_ERRORS as e:
+                self.cfg = self.effective_config(slot)
+                scorer = self.load(slot)
+            except (*MODEL_ERRORS, ValueError) as e:
                 inst.rollback(version, f"installed model does not load: {e}")
                 continue
             self.probation = inst.probation()
             self._probation_scorer = scorer if self.probation else None
             return scorer
+        self.cfg = self.base_cfg
         return self.load(self.factory_dir())
+
+    def effective_config(self, slot: Path | None) -> AgentConfig:
+        """``base_cfg`` with the agent-config fragment of ``slot`` (None: the factory model, no fragment)."""
+        fragment = slot / FRAGMENT if slot is not None else None
+        return self.merged_config(fragment.read_bytes()) if fragment and fragment.exists() else self.base_cfg
 
     def factory_dir(self) -> Path:
         if not self.cfg.model.dir:
@@ -99,14 +112,14 @@ class ModelManager:
         return Path(self.cfg.model.dir)
 
     def merged_config(self, fragment: bytes) -> AgentConfig:
-        """The running config with a bundle's agent-config fragment applied (raises BadConfigError)."""
+        """``base_cfg`` with a bundle's agent-config fragment applied (raises BadConfigError)."""
         from firmware_bundle.errors import BadConfigError
 
         try:
             doc = yaml.safe_load(fragment) or {}
             if not isinstance(doc, dict) or set(doc) - set(FRAGMENT_SECTIONS):
                 raise ConfigError(f"a bundle may only set {FRAGMENT_SECTIONS}, got {doc!r:.200}")
-            merged = copy.deepcopy(self.cfg)
+            merged = copy.deepcopy(self.base_cfg)
             for section, values in doc.items():
                 current = _as_dict(getattr(merged, section))
                 setattr(merged, section, build(type(getattr(merged, section)), _deep_merge(current, values), section))
@@ -137,7 +150,7 @@ class ModelManager:
         p = self.probation
         if p is None or scorer is not self._probation_scorer:
             return
-        reason = p.observe(scores, error)
+        reason = p.observe(scores, error, scorer.last_inputs)
         if reason:
             self.probation = None
             self._work.put(("rollback", (p.version, reason)))
@@ -166,9 +179,7 @@ class ModelManager:
                 self._status({"event": "error", "during": kind, "detail": str(e)})
 
     def _activate(self, scorer: Scorer, bundle: Any, probation: Probation) -> None:
-        if "agent-config.yaml" in bundle.files:
-            self.cfg = self.merged_config(bundle.files["agent-config.yaml"])
-            self.on_config(self.cfg)
+        self._use_config(self.merged_config(bundle.files[FRAGMENT]) if FRAGMENT in bundle.files else self.base_cfg)
         if probation.until > time.time():
             self._probation_scorer, self.probation = scorer, probation
         self._swap(scorer)
@@ -176,10 +187,16 @@ class ModelManager:
     def _rollback(self, version: int, reason: str) -> None:
         assert self.installer is not None
         slot = self.installer.rollback(version, reason)
+        self._use_config(self.effective_config(slot))  # the rolled-back bundle's agent-config goes with it
         try:
             self._swap(self.load(slot) if slot else self.load(self.factory_dir()))
         except MODEL_ERRORS as e:
             log.error("rollback: the previous model does not load either (%s); keeping the current one", e)
+
+    def _use_config(self, cfg: AgentConfig) -> None:
+        if cfg is not self.cfg:
+            self.cfg = cfg
+            self.on_config(cfg)
 
     def _swap(self, scorer: Scorer, timeout: float = 60.0) -> None:
         """Hand ``scorer`` to the pipeline and wait until it switched (between two batches)."""

@@ -33,6 +33,7 @@ class Scorer:
     windows: StreamWindows
     source: str = ""
     categorical: tuple[str, ...] = field(init=False)
+    last_inputs: np.ndarray | None = field(init=False, default=None)  # the latest batch's model inputs
 
     def __post_init__(self) -> None:
         if tuple(self.model.input_shape) != self.spec.input_shape:
@@ -110,4 +111,5 @@ class Scorer:
         """One score in [0, 1] per record."""
         if not records:
             return np.empty(0, dtype=np.float32)
-        return self.model.scores(self.model_inputs(records))
+        self.last_inputs = self.model_inputs(records)
+        return self.model.scores(self.last_inputs)

@@ -96,6 +96,9 @@ class SlotStore:
             if path.name not in keep:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
                 removed.append(path.name)
+        for tmp in self.root.glob(f".{STATE_FILE}.*.tmp"):  # a write of the state file cut short
+            tmp.unlink()
+            removed.append(tmp.name)
         if removed:
             fsync_dir(self.slots)
             log.info("removed unused or unfinished model slots: %s", sorted(removed))

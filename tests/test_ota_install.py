@@ -288,3 +288,33 @@ def test_rolled_back_bundle_takes_its_agent_config_with_it(running, tiny, keypai
     assert "health check" in wait_event(events, "rolled_back")["reason"]
     wait_until(lambda: pipeline.scorer.source == str(tiny.dir), 20, "the factory model back")
     assert pipeline.cfg.batch.max_records == 256 and manager.cfg.batch.max_records == 256
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_restart_keeps_the_live_bundles_agent_config(running, tmp_path, tiny, keypair):
+    manager, _pipeline, events = running
+    manager.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
+    wait_event(events, "activated")
+    restarted = ModelManager(manager.base_cfg, status=lambda _e: None)  # the same YAML file, a new process
+    assert restarted.initial_scorer().source.endswith("/slots/1")
+    assert restarted.cfg.batch.max_records == 64 and restarted.base_cfg.batch.max_records == 256
+
+
+@pytest.mark.timeout(10)
+def test_constant_score_on_identical_windows_is_not_a_failure_but_on_different_ones_it_is() -> None:
+    same = np.zeros((8, 2, 3), dtype=np.int8)  # a flood of one flow: one score is right
+    p = Probation(version=1, until=0.0, min_windows=8)
+    assert p.observe(np.full(8, 0.99), None, same) is None
+    assert p.observe(np.full(8, 0.99), None, same) is None
+    different = np.arange(8 * 2 * 3, dtype=np.int8).reshape(8, 2, 3)
+    assert p.observe(np.full(8, 0.99), None, different).startswith("health check: constant score")
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_selftest_tolerance_allows_the_configured_int8_steps_only(tiny):
+    model = Scorer.load(tiny.dir).model
+    files = tiny.files()
+    off_by_one = flip_expected_output(tiny, row=3)["selftest_outputs.npy"]
+    selftest(model, files["selftest_inputs.npy"], off_by_one, tolerance=1)
+    with pytest.raises(SelfTestError, match="by more than 0 int8 steps"):
+        selftest(model, files["selftest_inputs.npy"], off_by_one, tolerance=0)
