@@ -150,15 +150,20 @@ class MqttLink:
             self._owed.add(msg.mid)
 
     def skip(self, msg: Inbound) -> bool:
-        """True for a message not to score: a stale copy the broker will re-deliver, or a re-delivery
-        of one already scored (acknowledged here)."""
+        """True for a re-delivery (DUP, same packet id) of a message already scored, or being scored, since the
+        connection it first came on was lost: it is acknowledged with its batch but not scored again.
+
+        A message received on a lost connection is always scored (a broker that crashed may have lost it,
+        and then nothing would come again); its packet id is remembered so that the re-delivery, if any, is
+        recognised.
+        """
         if msg.qos == 0:
             return False
-        if msg.generation < self.generation and self.session_present:
-            return True
+        if msg.generation < self.generation:
+            self._owed.add(msg.mid)
+            return False
         if msg.dup and msg.mid in self._owed:
             self._owed.discard(msg.mid)
-            self.client.ack(msg.mid, msg.qos)
             return True
         return False
 

@@ -149,10 +149,10 @@ class Pipeline:
         return batch
 
     def _add(self, batch: Batch, msg: Inbound) -> None:
+        batch.messages.append(msg)  # every message is acknowledged once its batch is committed
         if self._skip(msg):
             self.stats.add(redeliveries_skipped=1)
             return
-        batch.messages.append(msg)
         spec = self.scorer.spec
         records, rejected = parse_flows(
             msg.payload,
