@@ -14,6 +14,7 @@ over to another network; Timestamp only orders flows into streams.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,10 @@ def clean(frame: pd.DataFrame, *, source: str, layout: str, synthetic: bool = Fa
 
 
 def default_sample_path() -> Path:
-    """Where the real sample lives in this workspace (``../shared/data/iotid20`` beside the repo)."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "iotid20" / "iotid20_2000.csv"
+    """The real sample: ``$IOTID20_DATA_DIR/iotid20_2000.csv``, else ``../shared/data/iotid20/`` beside the repo."""
+    directory = os.environ.get("IOTID20_DATA_DIR")
+    base = Path(directory) if directory else Path(__file__).resolve().parents[2] / "shared" / "data" / "iotid20"
+    return base / "iotid20_2000.csv"
 
 
 def resolve_source(spec: str, *, synthetic_rows: int, seed: int, workdir: Path) -> FlowTable:
