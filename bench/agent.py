@@ -376,9 +376,16 @@ class KerasModel:
         for n in (1, 3, 17, MAX_RECORDS, 100):  # trace the predict function for a few batch sizes up front
             self.predict(np.zeros((n, t, FEATURES), dtype=np.float32))
 
+    input_dtype = np.dtype(np.float32)
+
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Float windows ``(n, T, F)`` → float scores ``(n,)`` (``predict_on_batch``, Keras' fastest call here)."""
         return np.asarray(self.model.predict_on_batch(windows), dtype=np.float32).reshape(len(windows), -1)[:, 0]
+
+    scores = predict  # the model's inputs are the float windows themselves
+
+    def quantize(self, windows: np.ndarray) -> np.ndarray:
+        return np.asarray(windows, dtype=np.float32)
 
 
 def _keras_agent(config: Path, weights: Path, t: int) -> int:
@@ -389,12 +396,16 @@ def _keras_agent(config: Path, weights: Path, t: int) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from agent.config import load_config
     from agent.daemon import Agent, setup_logging
+    from agent.preprocess import StreamWindows
 
     cfg = load_config(config)
     setup_logging(cfg)
     model = KerasModel(weights, t)
     agent = Agent(cfg, config)
-    agent.pipeline.scorer.model = model  # type: ignore[assignment]
+    scorer = agent.pipeline.scorer
+    scorer.model = model  # type: ignore[assignment]
+    # the int8 agent keeps quantized history; Keras takes float windows (same definition, float32 rows)
+    scorer.windows = StreamWindows(t, FEATURES, max_keys=cfg.windows.max_keys)
     return agent.run()
 
 

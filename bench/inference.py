@@ -143,7 +143,8 @@ def _anatomy(path: Path) -> dict[str, Any]:
     for op in graph.operators:
         for i in op.inputs[1:]:
             if i >= 0 and op.inputs[0] >= 0:
-                first_inputs.setdefault(int(i), []).append(graph.tensors[op.inputs[0]].name.decode())
+                name = graph.tensors[op.inputs[0]].name  # None once names are stripped (as the export does)
+                first_inputs.setdefault(int(i), []).append(name.decode() if name else str(op.inputs[0]))
     constants: dict[str, int] = {}
     copies: dict[tuple[int, ...], list[dict[str, Any]]] = {}
     seen: set[int] = set()
@@ -921,7 +922,11 @@ def _size_note(res: dict[str, Any]) -> str:
     if dup:
         shapes = ", ".join("×".join(map(str, d["shape"])) for d in a["duplicate_int8_weights"])
         inputs = sorted(
-            {i.rsplit("/", 2)[-2] + "/" + i.rsplit("/", 1)[-1] for c in copies for i in c["inputs_of_users"]}
+            {
+                "/".join(i.rsplit("/", 2)[-2:]) if "/" in i else f"tensor {i}"
+                for c in copies
+                for i in c["inputs_of_users"]
+            }
         )
         note += (
             f" Of the {sizes['toy']['int8_per_tensor'] - sizes['random']['int8_per_tensor']:,} bytes the toy file has "
