@@ -83,8 +83,13 @@ def records(rows: list[dict[str, Any]], sensor: str) -> Iterator[tuple[dict[str,
         yield rec, {"seq": seq, "sensor": sensor, "flow_id": row.get("Flow_ID"), **truth_of(row)}
 
 
-def connect(host: str, port: int, client_id: str = "", max_inflight: int = 1000) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+def connect(host: str, port: int, client_id: str = "", max_inflight: int = 1000, protocol: str = "5") -> mqtt.Client:
+    """A started publisher connection (MQTT 5, or "3.1.1")."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
+    )
     client.max_inflight_messages_set(max_inflight)
     client.reconnect_delay_set(1, 5)
     client.connect(host, port)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.preprocess import FeatureTransform, PreprocessSpec, Quantization
@@ -173,3 +174,16 @@ def flip_byte(bundle: bytes, member: str, offset: int = 10) -> bytes:
         ti = tf.getmember(member)
     pos = ti.offset_data + min(offset, ti.size - 1)
     return bundle[:pos] + bytes([bundle[pos] ^ 0x01]) + bundle[pos + 1 :]
+
+
+# Module-scoped fixtures shared by the bundle test modules (imported there by name).
+@pytest.fixture(scope="module")
+def model() -> TinyModel:
+    """A tiny full-int8 TFLite model (built once per module)."""
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    """A fresh Ed25519 signing key."""
+    return new_key()

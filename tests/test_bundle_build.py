@@ -24,7 +24,6 @@ from bundle_helpers import (
     new_key,
     pack,
     read_entries,
-    tiny_model,
 )
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,18 +37,10 @@ from firmware_bundle.manifest import Manifest
 from firmware_bundle.model_check import inspect_model
 from firmware_bundle.verifier import KEY_ID_PAX, verify_bundle
 
+pytest_plugins = ["bundle_helpers"]  # the `model` and `key` fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 META = dict(bundle_version=3, model_name="tiny", model_version="1", created=CREATED, expires=EXPIRES)
-
-
-@pytest.fixture(scope="module")
-def model() -> TinyModel:
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def key() -> Ed25519PrivateKey:
-    return new_key()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from bundle_helpers import (
     pack,
     read_entries,
     resign,
-    tiny_model,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -35,18 +34,10 @@ from firmware_bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from firmware_bundle.model_check import inspect_model
 from firmware_bundle.verifier import KEY_ID_PAX, VerifiedBundle, verify_bundle
 
+pytest_plugins = ["bundle_helpers"]  # the `model` and `key` fixtures
+
 VERSION = 5
 INSTALLED = 4
-
-
-@pytest.fixture(scope="module")
-def model() -> TinyModel:
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def key() -> Ed25519PrivateKey:
-    return new_key()
 
 
 @pytest.fixture(scope="module")

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     data_note = report["data"]["description"]
     spec = json.loads((out / "spec.json").read_text())
 
-    from agent.replay import read_flows, replay
+    from agent.replay import connect, read_flows, replay
 
     work = Path(tempfile.mkdtemp(prefix="iotids-demo-"))
     procs: list[subprocess.Popen] = []
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             truth_path=out / "demo_truth.jsonl",
             progress=True,
-            client=_client(port, protocol),
+            client=connect("127.0.0.1", port, protocol=protocol),
         )
         deadline = time.monotonic() + 60
         while len(watcher.verdicts) + len(watcher.dead) < result.published and time.monotonic() < deadline:
@@ -264,14 +264,6 @@ def main(argv: list[str] | None = None) -> int:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-
-
-def _client(port: int, protocol: str) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
-    c.max_inflight_messages_set(1000)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    return c
 
 
 def print_summary(s: dict[str, Any]) -> None:
