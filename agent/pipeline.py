@@ -71,6 +71,7 @@ class Pipeline:
         self.queue: queue.Queue[Inbound] = queue.Queue()
         self._queued_bytes = 0
         self._room = threading.Condition()
+        self._stopped = False  # once the loop ended nobody drains the queue: submit() must not wait for room
         self._swap: tuple[Scorer, Callable[[Scorer], None] | None] | None = None
         self._swap_lock = threading.Lock()
         self._last_seq: dict[str, int] = {}
@@ -92,7 +93,7 @@ class Pipeline:
         """Called by the MQTT network thread for each flow message; waits while the queue is over budget."""
         size = len(msg.payload)
         with self._room:
-            while self._queued_bytes and self._queued_bytes + size > self.cfg.batch.queue_bytes:
+            while not self._stopped and self._queued_bytes and self._queued_bytes + size > self.cfg.batch.queue_bytes:
                 self._room.wait(0.5)
             self._queued_bytes += size
         self.queue.put(msg)
@@ -131,6 +132,9 @@ class Pipeline:
             batch = self.collect(timeout=0.25)
             if batch is not None:
                 self.process(batch)
+        with self._room:  # what is still queued stays unacknowledged: the broker delivers it again after restart
+            self._stopped = True
+            self._room.notify_all()
 
     def collect(self, timeout: float) -> Batch | None:
         """Wait up to ``timeout`` for a message, then fill a batch until it is full or its wait is over."""
