@@ -8,7 +8,7 @@ non-finite or constant scores) is rolled back to the previous slot (or the facto
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import queue
 import threading
@@ -119,11 +119,7 @@ class ModelManager:
             doc = yaml.safe_load(fragment) or {}
             if not isinstance(doc, dict) or set(doc) - set(FRAGMENT_SECTIONS):
                 raise ConfigError(f"a bundle may only set {FRAGMENT_SECTIONS}, got {doc!r:.200}")
-            merged = copy.deepcopy(self.base_cfg)
-            for section, values in doc.items():
-                current = _as_dict(getattr(merged, section))
-                setattr(merged, section, build(type(getattr(merged, section)), _deep_merge(current, values), section))
-            return merged
+            return build(AgentConfig, _deep_merge(dataclasses.asdict(self.base_cfg), doc))
         except (yaml.YAMLError, ConfigError) as e:
             raise BadConfigError(f"agent-config.yaml: {e}") from e
 
@@ -205,12 +201,6 @@ class ModelManager:
         self.pipeline.request_swap(scorer, lambda _old: done.set())
         if not done.wait(timeout):
             log.warning("model switch not confirmed within %.0f s (pipeline busy?)", timeout)
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(obj)
 
 
 def _deep_merge(base: dict[str, Any], extra: Any) -> dict[str, Any]:
