@@ -28,6 +28,7 @@ class ExportResult:
     comparison: dict[str, Any]
     ops: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
+    shipped_scores: np.ndarray | None = None  # the shipped int8 model's scores on the test split
 
 
 def score_tflite(model: TFLiteModel, split: SplitWindows, chunk: int = 4096) -> np.ndarray:
@@ -90,10 +91,10 @@ def export_model(
     y = test.y.astype(int)
     keras_pred = keras_scores > threshold
     comparison: dict[str, Any] = {"shipped": shipped_variant, "test_windows": len(test)}
-    models = {}
+    models, variant_scores = {}, {}
     for variant in ("float", "int8_per_tensor", "int8_per_channel"):
         m = models[variant] = TFLiteModel(files[variant], num_threads=2)
-        s = score_tflite(m, test)
+        s = variant_scores[variant] = score_tflite(m, test)
         comparison[variant] = {
             "runtime": m.runtime,
             "size_bytes": files[variant].stat().st_size,
@@ -139,4 +140,4 @@ def export_model(
         comparison["int8_vs_float_size_ratio"],
         comparison[shipped_variant]["label_agreement_with_keras"],
     )
-    return ExportResult(out_dir, spec, sizes, comparison, int8.op_summary(), files)
+    return ExportResult(out_dir, spec, sizes, comparison, int8.op_summary(), files, variant_scores[shipped_variant])

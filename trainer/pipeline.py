@@ -25,7 +25,7 @@ from trainer.evaluate import (
     plot_history,
     unseen_in_train,
 )
-from trainer.export import ExportResult, export_model, score_tflite
+from trainer.export import ExportResult, export_model
 from trainer.features import Selection, select_features
 from trainer.schema import IDENTIFIER_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS
 from trainer.train import TrainedModel, predict, train_model
@@ -112,9 +112,7 @@ def run(profile: Profile, out_dir: Path, *, model_version: str | None = None, ve
         seed=profile.seed,
         extra={"profile": profile.name, "data": prep.table.describe(), "synthetic": prep.table.synthetic},
     )
-    from agent.interpreter import TFLiteModel
-
-    scores[f"{main} int8"] = score_tflite(TFLiteModel(exported.files["shipped"], num_threads=2), prep.test)
+    scores[f"{main} int8"] = exported.shipped_scores
     results = evaluate_all(prep, scores, threshold)
     plots = make_plots(prep.test, trained, scores, results, out_dir)
     summary = {
