@@ -42,10 +42,6 @@ class Forwarder:
         self._acked_mids.append(mid)
         self._wake.set()
 
-    @property
-    def unacknowledged(self) -> int:
-        return len(self._handed)
-
     def stop(self, timeout: float = 5.0) -> None:
         """Give outstanding messages up to ``timeout`` to be acknowledged, then stop."""
         self._stop.set()
