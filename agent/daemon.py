@@ -9,6 +9,7 @@ exit. SIGHUP: reload the config and the model, switching models between two batc
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import signal
@@ -121,6 +122,7 @@ class Agent:
         self.forwarder.start()
         self.models.start(self.pipeline)
         self.link.start()
+        gc.freeze()  # what start-up built lives for the whole run: keep it out of the collector's full passes
         pipeline_thread.start()
         systemd.ready()
         systemd.status(f"serving model {self.scorer.identity['version']}")
