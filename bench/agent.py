@@ -339,7 +339,7 @@ def _subscriber(port: int) -> None:
     client.on_message = on_message
     client.connect("127.0.0.1", port)
     client.subscribe([(f"{PREFIX}/+/verdicts", 1), (f"{PREFIX}/+/status", 1), (f"{PREFIX}/+/stats", 0)])
-    gc.disable()  # an instrument: a full collection (tens of ms) would be charged to the agent as latency
+    gc.disable()  # an instrument: its collector pauses would be charged to the agent as latency
 
     def serve() -> None:  # requests from the driver; paho's loop keeps the main thread
         for line in sys.stdin:

@@ -17,14 +17,14 @@ def test_link_turns_off_nagle_on_every_connection(broker: Any) -> None:
     link = MqttLink(cfg, on_flows=lambda _msg: None)
     link.start()
     try:
-        for _ in range(2):
-            assert link.connected.wait(10), "the link did not connect"
-            sock = link.client.socket()
-            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-            generation = link.generation
-            link.client.reconnect()  # a new socket: the option must be set on it too
-            deadline = time.monotonic() + 10
-            while link.generation == generation and time.monotonic() < deadline:
-                time.sleep(0.05)
+        assert link.connected.wait(10), "the link did not connect"
+        assert link.client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        generation = link.generation
+        link.client.reconnect()  # a new socket: the option must be set on it too
+        deadline = time.monotonic() + 10
+        while link.generation == generation and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.generation != generation and link.connected.is_set(), "the link did not reconnect"
+        assert link.client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         link.stop()
