@@ -38,7 +38,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -52,9 +51,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+from benchlib import JsonLines, tail, vm
 
 REPO = Path(__file__).resolve().parents[1]
 # ``python bench/agent.py`` puts bench/ first on sys.path, where this file would shadow the ``agent`` package.
@@ -129,12 +129,6 @@ def _now() -> float:
 
 def _loadavg() -> list[float]:
     return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-def _vm(pid: int | str = "self") -> dict[str, float]:
-    """Peak and current resident set size of a process, MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return {k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) / 1024 for k in ("VmHWM", "VmRSS")}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -285,20 +279,20 @@ def _raw_worker(workdir: Path) -> None:
 
 def _rss_probe(workdir: Path) -> dict[str, dict[str, float]]:
     """VmHWM/VmRSS of a fresh process after each step the T=62 agent takes: imports, model load, batch 256."""
-    stages = {"python + numpy": _vm()}
+    stages = {"python + numpy": vm()}
     from agent.interpreter import TFLiteModel
 
-    stages["+ interpreter import"] = _vm()
+    stages["+ interpreter import"] = vm()
     import agent.daemon  # noqa: F401  (paho, sqlite, the pipeline)
 
-    stages["+ agent modules"] = _vm()
+    stages["+ agent modules"] = vm()
     m = TFLiteModel(workdir / "T62" / "int8" / "model_int8.tflite", num_threads=1)
-    stages["+ T=62 int8 model loaded (XNNPACK)"] = _vm()
+    stages["+ T=62 int8 model loaded (XNNPACK)"] = vm()
     x = np.array(np.load(workdir / "T62" / "raw_windows.npy", mmap_mode="r")[:MAX_RECORDS])
     m.predict(x[:1])
-    stages["+ batch 1"] = _vm()
+    stages["+ batch 1"] = vm()
     m.predict(x)
-    stages["+ batch 256"] = _vm()
+    stages["+ batch 256"] = vm()
     return stages
 
 
@@ -463,35 +457,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
-class LineChild:
-    """A child answering one JSON line per JSON request line."""
+class LineChild(JsonLines):
+    """A child of ``children`` answering one JSON line per JSON request line; ``ready`` is its first line."""
 
     def __init__(self, children: Children, name: str, cmd: list[str], log: Path) -> None:
-        self.name, self.log = name, log
-        self.proc = children.start(name, cmd, log, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.ready = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        out: IO[str] | None = self.proc.stdout
-        assert out is not None
-        line = out.readline()
-        if not line:
-            raise BenchError(f"{self.name} exited ({self.proc.poll()}):\n{_tail(self.log)}")
-        return json.loads(line)
-
-    def ask(self, **req: Any) -> dict[str, Any]:
-        stdin: IO[str] | None = self.proc.stdin
-        assert stdin is not None
-        stdin.write(json.dumps(req) + "\n")
-        stdin.flush()
-        return self._read()
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return ""
+        proc = children.start(name, cmd, log, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        super().__init__(proc, name, log, BenchError)
+        self.ready = self.read()
 
 
 def _free_port() -> int:
@@ -516,7 +488,7 @@ def _start_broker(children: Children, workdir: Path, core: str) -> tuple[int, su
     deadline = _now() + 10
     while _now() < deadline:
         if proc.poll() is not None:
-            raise BenchError(f"mosquitto exited: {_tail(d / 'mosquitto.log')}")
+            raise BenchError(f"mosquitto exited: {tail(d / 'mosquitto.log')}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return port, proc
@@ -728,7 +700,7 @@ class Bench:
         while _now() < deadline:
             for a in agents:
                 if a.proc.poll() is not None:
-                    raise BenchError(f"agent {a.gateway} exited ({a.proc.returncode}):\n{_tail(a.log)}")
+                    raise BenchError(f"agent {a.gateway} exited ({a.proc.returncode}):\n{tail(a.log)}")
             status = self.sub.ask(cmd="status")
             if all(status.get(a.gateway) == "online" for a in agents):
                 return
@@ -758,7 +730,7 @@ class Bench:
             if got != seen:
                 seen, last_change = got, _now()
             if agent.proc.poll() is not None:
-                raise BenchError(f"agent {agent.gateway} exited:\n{_tail(agent.log)}")
+                raise BenchError(f"agent {agent.gateway} exited:\n{tail(agent.log)}")
         t1, cpu1, core1 = _now(), agent.cpu(), _core_times(self.agent_core)
         drv1 = [_core_times(c) for c in self.driver_core_ids]
         path = self.workdir / "trials" / f"{sensor}.npz"
@@ -993,7 +965,7 @@ def _run_shape(bench: Bench, t: int) -> dict[str, Any]:
             half = 0.5 * (out["searches"][f"T{t}:int8:{per_message}"]["max_zero_loss_flows_per_s"] or 0)
             if half:
                 bench.trial(agents[STEADY], per_message, "steady", rate=half, seconds=plan.latency_seconds[t])
-        out["rss_mb"] = {v: _vm(a.proc.pid) for v, a in agents.items()}
+        out["rss_mb"] = {v: vm(a.proc.pid) for v, a in agents.items()}
         out["agent_logs_warnings"] = {v: _warnings(a.log) for v, a in agents.items()}
     finally:
         for a in agents.values():
@@ -1340,9 +1312,9 @@ def _report(res: dict[str, Any]) -> str:
     searched = {v for v, _ in plan["searches"]}
     rows = []
     for t in sorted(res["shapes"], key=int):
-        for v, vm in res["shapes"][t]["rss_mb"].items():
+        for v, mem in res["shapes"][t]["rss_mb"].items():
             seen = "bursts + overload trials" if v in searched else "half of the max rate only (1 and 32 flows/msg)"
-            rows.append([f"T={t}", LABELS[v], seen, _f(vm["VmHWM"], 1), _f(vm["VmRSS"], 1)])
+            rows.append([f"T={t}", LABELS[v], seen, _f(mem["VmHWM"], 1), _f(mem["VmRSS"], 1)])
     lines += [*_table(["shape", "agent", "load it saw", "VmHWM", "VmRSS"], rows), ""]
     if res.get("rss_probe"):
         lines += [

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -40,9 +39,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+from benchlib import JsonLines, vm
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -101,12 +101,6 @@ def _now() -> float:
 
 def _loadavg() -> list[float]:
     return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-def _vm_status() -> dict[str, float]:
-    """Peak and current resident set size of this process, MB."""
-    status = Path("/proc/self/status").read_text()
-    return {k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) / 1024 for k in ("VmHWM", "VmRSS")}
 
 
 def _windows(rng: np.random.Generator, n: int, t: int) -> np.ndarray:
@@ -371,32 +365,32 @@ def _worker(workdir: Path, runtime: str, threads: int) -> None:
 
 def _probe(workdir: Path, runtime: str) -> dict[str, Any]:
     """VmHWM/VmRSS after each stage: start (python + numpy), import, load int8/Keras T=62, batch 1, batch 256."""
-    stages = {"start": _vm_status()}
+    stages = {"start": vm()}
     rng = np.random.default_rng(SEED)
     x256 = _windows(rng, BATCH, SHAPES["paper"])
     if runtime == "tensorflow":
         import tensorflow  # noqa: F401
 
-        stages["import"] = _vm_status()
+        stages["import"] = vm()
         from trainer.models import build_model
 
         model = build_model(MODEL, (SHAPES["paper"], FEATURES))
         w = np.load(_paths(workdir, SHAPES["paper"], "toy")["weights"])
         model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
-        stages["load"] = _vm_status()
+        stages["load"] = vm()
         predict: Callable[[np.ndarray], Any] = model.predict_on_batch
     else:
         from agent.interpreter import TFLiteModel, load_runtime
 
         load_runtime(runtime)
-        stages["import"] = _vm_status()
+        stages["import"] = vm()
         tfl = TFLiteModel(_paths(workdir, SHAPES["paper"], "toy")["int8_per_tensor"], runtime=runtime)
-        stages["load"] = _vm_status()
+        stages["load"] = vm()
         predict = tfl.predict
     predict(x256[:1])
-    stages["batch1"] = _vm_status()
+    stages["batch1"] = vm()
     predict(x256)
-    stages["batch256"] = _vm_status()
+    stages["batch256"] = vm()
     heavy = ("tensorflow", "keras", "ai_edge_litert", "tflite_runtime")
     return {"modules": sorted(m for m in heavy if m in sys.modules), "stages_mb": stages}
 
@@ -421,35 +415,20 @@ class WorkerError(RuntimeError):
     """A worker child died or answered something unexpected."""
 
 
-class Worker:
+class Worker(JsonLines):
     """A long-lived worker child speaking one JSON line per request."""
 
     def __init__(self, python: str, runtime: str, threads: int, workdir: Path, quick: bool) -> None:
-        self.name = f"{runtime}-t{threads}"
-        self.log_path = workdir / f"worker-{self.name}.log"
-        self._log = self.log_path.open("w")
+        name = f"{runtime}-t{threads}"
+        log_path = workdir / f"worker-{name}.log"
+        self._log = log_path.open("w")
         cmd = [python, str(Path(__file__).resolve()), "--child", "worker", "--workdir", str(workdir)]
         cmd += ["--runtime", runtime, "--threads", str(threads)] + (["--quick"] if quick else [])
-        self.proc = subprocess.Popen(
+        proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=REPO, env=_child_env()
         )
-        self.ready = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=30)
-            tail = "\n".join(self.log_path.read_text().strip().splitlines()[-15:])
-            raise WorkerError(f"worker {self.name} exited with status {self.proc.returncode}:\n{tail}")
-        return json.loads(line)
-
-    def ask(self, **req: Any) -> dict[str, Any]:
-        stdin: IO[str] | None = self.proc.stdin
-        assert stdin is not None
-        stdin.write(json.dumps(req) + "\n")
-        stdin.flush()
-        return self._read()
+        super().__init__(proc, name, log_path, WorkerError)
+        self.ready = self.read()
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import vm
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -44,15 +45,7 @@ EVAL_WINDOWS = 512
 SECONDS = 2.0
 ROUNDS = 3
 T, FEATURES = 62, 62
-
-
-def _vm() -> dict[str, float]:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
+VM_KEYS = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
 
 
 class _Compiled:
@@ -84,7 +77,7 @@ class _Compiled:
 
 def _child(config: str, model: Path, batch: int, eval_path: Path) -> dict[str, Any]:
     """One configuration at one batch size in this fresh process: speed, memory, outputs on the eval windows."""
-    base = _vm()
+    base = vm(keys=VM_KEYS)
     if config in ("interpreter", "builtin"):
         sys.path.insert(0, str(REPO))
         from agent.interpreter import TFLiteModel
@@ -107,7 +100,13 @@ def _child(config: str, model: Path, batch: int, eval_path: Path) -> dict[str, A
     outs = np.concatenate([run(evals[i : i + batch]) for i in range(0, len(evals) - batch + 1, batch)])
     out_path = eval_path.with_name(f"out-{config}-{batch}.npy")
     np.save(out_path, outs)
-    return {"windows_per_s": wps, "vm_base": base, "vm": _vm(), "outputs": str(out_path), "gil_progress": gil}
+    return {
+        "windows_per_s": wps,
+        "vm_base": base,
+        "vm": vm(keys=VM_KEYS),
+        "outputs": str(out_path),
+        "gil_progress": gil,
+    }
 
 
 def _python_progress(call: Callable[[], Any], seconds: float = 1.0) -> float:
