@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from agent.typedconfig import ConfigError, apply_overrides, build, setting
+from ids_core.typedconfig import ConfigError, apply_overrides, build, setting
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "agent.yaml"
 ENV_PREFIX = "EDGE_IDS__"

@@ -26,10 +26,10 @@ from agent.config import AgentConfig, ConfigError, load_config
 from agent.forwarder import Forwarder
 from agent.mqtt import Inbound, MqttLink
 from agent.ota import MODEL_ERRORS, ModelManager
-from agent.outbox import Outbox
 from agent.pipeline import Pipeline, dumps
 from agent.stats import Stats
-from agent.typedconfig import describe
+from ids_core.outbox import Outbox
+from ids_core.typedconfig import describe
 
 log = logging.getLogger("agent")
 

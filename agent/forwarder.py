@@ -12,7 +12,7 @@ import logging
 import threading
 
 from agent.mqtt import MqttLink
-from agent.outbox import Outbox
+from ids_core.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

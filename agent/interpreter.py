@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.preprocess import Quantization
+from ids_core.preprocess import Quantization
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import yaml
 from agent import __version__
 from agent.config import AgentConfig
 from agent.interpreter import ModelLoadError
-from agent.preprocess import SpecError
 from agent.scorer import ModelMismatchError, Scorer
-from agent.typedconfig import ConfigError, build
+from ids_core.preprocess import SpecError
+from ids_core.typedconfig import ConfigError, build
 
 if TYPE_CHECKING:
     from agent.pipeline import Pipeline

@@ -23,10 +23,10 @@ import numpy as np
 from agent.alerts import RateLimiter, make_alert, rfc3339
 from agent.config import AgentConfig
 from agent.mqtt import Inbound
-from agent.outbox import Outbox
 from agent.records import FlowRecord, RecordLimits, Rejected, parse_flows
 from agent.scorer import Scorer
 from agent.stats import Stats
+from ids_core.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -46,30 +46,14 @@ from typing import Any
 
 import numpy as np
 
-from agent.preprocess import key_part
+from ids_core.columns import NUMERIC_COLUMNS
+from ids_core.preprocess import key_part
 
 log = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 512
 SCHEMA_ID = "urn:edge-ids:schema:flow-record:1"
 
-# The 79 numeric IoTID20 columns in file order (the header of iotid20_2000.csv minus ``Target``).
-IOTID20_NUMERIC_COLUMNS: tuple[str, ...] = (
-    "Src_Port", "Dst_Port", "Protocol", "Flow_Duration", "Tot_Fwd_Pkts", "Tot_Bwd_Pkts",
-    "TotLen_Fwd_Pkts", "TotLen_Bwd_Pkts", "Fwd_Pkt_Len_Max", "Fwd_Pkt_Len_Min", "Fwd_Pkt_Len_Mean",
-    "Fwd_Pkt_Len_Std", "Bwd_Pkt_Len_Max", "Bwd_Pkt_Len_Min", "Bwd_Pkt_Len_Mean", "Bwd_Pkt_Len_Std",
-    "Flow_Byts/s", "Flow_Pkts/s", "Flow_IAT_Mean", "Flow_IAT_Std", "Flow_IAT_Max", "Flow_IAT_Min",
-    "Fwd_IAT_Tot", "Fwd_IAT_Mean", "Fwd_IAT_Std", "Fwd_IAT_Max", "Fwd_IAT_Min", "Bwd_IAT_Tot",
-    "Bwd_IAT_Mean", "Bwd_IAT_Std", "Bwd_IAT_Max", "Bwd_IAT_Min", "Fwd_PSH_Flags", "Bwd_PSH_Flags",
-    "Fwd_URG_Flags", "Bwd_URG_Flags", "Fwd_Header_Len", "Bwd_Header_Len", "Fwd_Pkts/s", "Bwd_Pkts/s",
-    "Pkt_Len_Min", "Pkt_Len_Max", "Pkt_Len_Mean", "Pkt_Len_Std", "Pkt_Len_Var", "FIN_Flag_Cnt",
-    "SYN_Flag_Cnt", "RST_Flag_Cnt", "PSH_Flag_Cnt", "ACK_Flag_Cnt", "URG_Flag_Cnt", "CWE_Flag_Count",
-    "ECE_Flag_Cnt", "Down/Up_Ratio", "Pkt_Size_Avg", "Fwd_Seg_Size_Avg", "Bwd_Seg_Size_Avg",
-    "Fwd_Byts/b_Avg", "Fwd_Pkts/b_Avg", "Fwd_Blk_Rate_Avg", "Bwd_Byts/b_Avg", "Bwd_Pkts/b_Avg",
-    "Bwd_Blk_Rate_Avg", "Subflow_Fwd_Pkts", "Subflow_Fwd_Byts", "Subflow_Bwd_Pkts", "Subflow_Bwd_Byts",
-    "Init_Fwd_Win_Byts", "Init_Bwd_Win_Byts", "Fwd_Act_Data_Pkts", "Fwd_Seg_Size_Min", "Active_Mean",
-    "Active_Std", "Active_Max", "Active_Min", "Idle_Mean", "Idle_Std", "Idle_Max", "Idle_Min",
-)  # fmt: skip
 
 # Identifier fields: (column name in the record, name in FlowRecord.ident, kind).
 _STR, _PORT, _PROTO, _TS, _SEQ, _SENSOR = range(6)
@@ -381,7 +365,7 @@ def _normalised_layout(keys: tuple[str, ...], wanted: frozenset[str]) -> tuple[t
 
 
 def _window_key(plan: _Plan, rec: dict[str, Any], ident: dict[str, Any], max_chars: int) -> tuple[str, str | None]:
-    """``agent.preprocess.window_key`` semantics (values joined by '|', absent or null → '')."""
+    """``ids_core.preprocess.window_key`` semantics (values joined by '|', absent or null → '')."""
     parts = []
     for col, name in zip(plan.key_columns, plan.key_ident, strict=True):
         if name is not None:  # an identifier: already validated and normalised
@@ -583,7 +567,7 @@ def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple
 def flow_record_schema(limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a flow message, generated from this module's constants."""
     finite = {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max}
-    props: dict[str, Any] = {c: {"$ref": "#/$defs/finiteNumber"} for c in IOTID20_NUMERIC_COLUMNS}
+    props: dict[str, Any] = {c: {"$ref": "#/$defs/finiteNumber"} for c in NUMERIC_COLUMNS}
     ident_text = {"type": ["string", "integer"], "maxLength": limits.max_ident_chars}
     for col, _, kind in IDENTIFIER_FIELDS:
         if kind == _STR:

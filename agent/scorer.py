@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from agent.interpreter import TFLiteModel
-from agent.preprocess import PreprocessSpec, StreamWindows
 from agent.records import FlowRecord
+from ids_core.preprocess import PreprocessSpec, StreamWindows
 
 log = logging.getLogger(__name__)
 

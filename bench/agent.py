@@ -7,7 +7,7 @@ check with short trials that writes into its work directory instead).
 One process tree, every comparison taken side by side in the same run:
 
 1. A ``prepare`` child (TensorFlow) writes SYNTHETIC flows (``trainer.synthetic``, full IoTID20 layout with
-   ``Src_IP``), turns them into JSON records as ``agent.replay`` does, fits a log-Min-Max ``FeatureTransform`` on
+   ``Src_IP``), turns them into JSON records as ``flowmeter.replay`` does, fits a log-Min-Max ``FeatureTransform`` on
    the first 62 non-constant numeric columns, builds Uni-Hybrid at T=1 and T=62 with RANDOM-INIT weights (speed
    does not depend on the weight values), converts them with the project's path (``trainer.convert``: the
    ``unroll=True`` twin, full int8, per-tensor) and writes ``spec.json`` with the file's quantization.
@@ -160,24 +160,24 @@ def _cores() -> tuple[int, set[int]]:
 
 
 def _prepare(workdir: Path, plan: Plan) -> dict[str, Any]:
-    """SYNTHETIC flows → records (as agent.replay) → transform → random-init int8 models + specs per shape."""
+    """SYNTHETIC flows → records (as flowmeter.replay) → transform → random-init int8 models + specs per shape."""
     import keras
 
     from agent.interpreter import TFLiteModel
-    from agent.preprocess import FeatureTransform, PreprocessSpec, gather_windows, window_indices
-    from agent.replay import read_flows, records
+    from flowmeter.replay import read_flows, records
+    from ids_core.columns import CONSTANT_COLUMNS, NUMERIC_COLUMNS
+    from ids_core.preprocess import FeatureTransform, PreprocessSpec, gather_windows, window_indices
     from trainer.convert import run_conversion
     from trainer.models import build_model
-    from trainer.schema import CONSTANT_COLUMNS, NUMERIC_COLUMNS
     from trainer.synthetic import write_csv
 
     csv_path = write_csv(workdir / f"SYNTHETIC-iotid20-{plan.flow_rows}.csv", plan.flow_rows, seed=SEED)
     recs = [rec for rec, _ in records(read_flows(csv_path), "bench")]
     head = json.dumps({k: v for k, v in recs[0].items() if k not in ("seq", "sensor")}, separators=(",", ":"))
     if json.dumps(recs[0], separators=(",", ":")) != head[:-1] + ',"seq":0,"sensor":"bench"}':  # see Flows.record
-        raise BenchError("agent.replay's record layout changed: seq and sensor are no longer the last keys")
+        raise BenchError("flowmeter.replay's record layout changed: seq and sensor are no longer the last keys")
     finite = [r for r in recs if all(type(v) is not float or math.isfinite(v) for v in r.values())]
-    for r in finite:  # seq and sensor are set per trial (same key order as agent.replay.records)
+    for r in finite:  # seq and sensor are set per trial (same key order as flowmeter.replay.records)
         del r["seq"], r["sensor"]
     (workdir / "flows.jsonl").write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in finite))
     features = [c for c in NUMERIC_COLUMNS if c not in CONSTANT_COLUMNS][:FEATURES]
@@ -401,7 +401,7 @@ def _keras_agent(config: Path, weights: Path, t: int) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from agent.config import load_config
     from agent.daemon import Agent, setup_logging
-    from agent.preprocess import StreamWindows
+    from ids_core.preprocess import StreamWindows
 
     cfg = load_config(config)
     setup_logging(cfg)
@@ -656,11 +656,11 @@ class Flows:
         self.heads = [line[:-1] for line in path.read_text().splitlines()]
 
     def record(self, seq: int, sensor: str) -> str:
-        """Byte for byte what ``agent.replay`` publishes: the record, then ``seq`` and ``sensor``."""
+        """Byte for byte what ``flowmeter.replay`` publishes: the record, then ``seq`` and ``sensor``."""
         return f'{self.heads[seq % len(self.heads)]},"seq":{seq},"sensor":"{sensor}"}}'
 
     def message(self, k: int, per_message: int, sensor: str) -> bytes:
-        """Message ``k``: one record (an object) or ``per_message`` records (an array), as ``agent.replay``."""
+        """Message ``k``: one record (an object) or ``per_message`` records (an array), as ``flowmeter.replay``."""
         if per_message == 1:
             return self.record(k, sensor).encode()
         return ("[" + ",".join(self.record(k * per_message + j, sensor) for j in range(per_message)) + "]").encode()
@@ -1225,7 +1225,7 @@ def _report(res: dict[str, Any]) -> str:
         f"- Data: **SYNTHETIC** flows (`trainer.synthetic`, full IoTID20 layout, {prep['flows']:,} rows, "
         f"{prep['src_ips']} `Src_IP`s, {prep['flows_dropped_nonfinite']} rows with ±inf dropped, "
         f"~{prep['mean_record_bytes']:.0f} B of JSON per record), published cyclically, each record byte for byte "
-        "what `agent.replay` sends (`sensor` + `seq` appended), QoS 1. Models: Uni-Hybrid with **random-init "
+        "what `flowmeter.replay` sends (`sensor` + `seq` appended), QoS 1. Models: Uni-Hybrid with **random-init "
         "weights** (speed does not depend on weight values), converted by `trainer.convert.run_conversion` "
         "(unroll twin, full int8, per-tensor): "
         + ", ".join(f"T={t[1:]} {prep[t]['int8_bytes'] / 1e6:.2f} MB" for t in ("T1", "T62"))

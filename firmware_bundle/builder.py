@@ -21,7 +21,6 @@ import numpy as np
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.preprocess import PreprocessSpec
 from firmware_bundle import keys
 from firmware_bundle.errors import BundleTooLargeError
 from firmware_bundle.limits import Limits
@@ -44,6 +43,7 @@ from firmware_bundle.verifier import (
     read_manifest_bytes,
     read_members,
 )
+from ids_core.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 

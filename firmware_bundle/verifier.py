@@ -38,7 +38,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.preprocess import PreprocessSpec, SpecError
 from firmware_bundle import keys
 from firmware_bundle.errors import (
     AgentTooOldError,
@@ -68,6 +67,7 @@ from firmware_bundle.manifest import (
     parse_agent_version,
     parse_version,
 )
+from ids_core.preprocess import PreprocessSpec, SpecError
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.replay import read_flows, records, replay
+from flowmeter.replay import read_flows, records, replay
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "edge-ids-test"
@@ -444,7 +444,7 @@ def collector(request: pytest.FixtureRequest, broker: Any) -> Iterator[Collector
 
 @dataclass
 class Stream:
-    """Rows of the real sample published by :func:`agent.replay.replay` (in a thread when started)."""
+    """Rows of the real sample published by :func:`flowmeter.replay.replay` (in a thread when started)."""
 
     rows: list[dict[str, Any]]
     port: int

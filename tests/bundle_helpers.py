@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.preprocess import FeatureTransform, PreprocessSpec, Quantization
 from firmware_bundle import keys
 from firmware_bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
 from firmware_bundle.verifier import KEY_ID_PAX
+from ids_core.preprocess import FeatureTransform, PreprocessSpec, Quantization
 
 WINDOW, N_FEATURES = 4, 6
 CREATED = datetime(2026, 11, 25, 9, 0, 0, tzinfo=UTC)

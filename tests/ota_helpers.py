@@ -21,10 +21,10 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.interpreter import TFLiteModel
-from agent.preprocess import PreprocessSpec
 from firmware_bundle import keys
 from firmware_bundle.builder import build_bundle
 from firmware_bundle.manifest import AGENT_CONFIG_FILE, FIRST_AGENT_VERSION
+from ids_core.preprocess import PreprocessSpec
 
 ARTIFACT_FILES = {  # trainer output → bundle member (as firmware_bundle.builder.ARTIFACTS)
     "model_int8.tflite": "model.tflite",

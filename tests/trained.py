@@ -19,7 +19,7 @@ Interface (other test modules rely on it; keep it stable):
 ``quick_run.profile``
     The ``trainer.config.Profile`` used.
 ``quick_run.model_path`` / ``float_model_path`` / ``spec_path``, ``quick_run.spec()``
-    Shortcuts for the artifacts (``spec()`` loads ``agent.preprocess.PreprocessSpec``).
+    Shortcuts for the artifacts (``spec()`` loads ``ids_core.preprocess.PreprocessSpec``).
 
 Heavy imports (TensorFlow, via the trainer) happen only when the fixture is first used, so importing this
 module from ``conftest.py`` keeps agent-only test runs light.
@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    from agent.preprocess import PreprocessSpec
+    from ids_core.preprocess import PreprocessSpec
     from trainer.config import Profile
     from trainer.pipeline import Prepared
 
@@ -69,7 +69,7 @@ class QuickRun:
         return self.out_dir / "spec.json"
 
     def spec(self) -> PreprocessSpec:
-        from agent.preprocess import PreprocessSpec
+        from ids_core.preprocess import PreprocessSpec
 
         return PreprocessSpec.load(self.spec_path)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.typedconfig import ConfigError, apply_overrides, build, setting
+from ids_core.typedconfig import ConfigError, apply_overrides, build, setting
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "trainer.yaml"
 MODEL_NAMES = ("uni-hybrid", "bi-hybrid", "ullah-cnn")

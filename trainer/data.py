@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainer.schema import IDENTIFIER_COLUMNS, LABEL_NORMAL, NUMERIC_COLUMNS, TIMESTAMP_FORMAT
+from ids_core.columns import IDENTIFIER_COLUMNS, LABEL_NORMAL, NUMERIC_COLUMNS, TIMESTAMP_FORMAT
 
 log = logging.getLogger(__name__)
 

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     data_note = report["data"]["description"]
     spec = json.loads((out / "spec.json").read_text())
 
-    from agent.replay import connect, read_flows, replay
+    from flowmeter.replay import connect, read_flows, replay
 
     work = Path(tempfile.mkdtemp(prefix="iotids-demo-"))
     procs: list[subprocess.Popen] = []

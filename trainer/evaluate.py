@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from trainer.schema import NUMERIC_COLUMNS
+from ids_core.columns import NUMERIC_COLUMNS
 
 
 def binary_metrics(y: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from agent.interpreter import TFLiteModel
-from agent.preprocess import FeatureTransform, PreprocessSpec
+from ids_core.preprocess import FeatureTransform, PreprocessSpec
 from trainer.convert import run_conversion
 from trainer.train import TrainedModel
 from trainer.windows import SplitWindows

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import ExtraTreesClassifier
 
-from agent.preprocess import CategoryEncoder, FeatureTransform
-from trainer.schema import IDENTIFIER_COLUMNS, NUMERIC_COLUMNS
+from ids_core.columns import IDENTIFIER_COLUMNS, NUMERIC_COLUMNS
+from ids_core.preprocess import CategoryEncoder, FeatureTransform
 from trainer.windows import raw_features
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from ids_core.columns import IDENTIFIER_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS
 from trainer.config import Profile
 from trainer.data import FlowTable, resolve_source
 from trainer.evaluate import (
@@ -27,7 +28,6 @@ from trainer.evaluate import (
 )
 from trainer.export import ExportResult, export_model
 from trainer.features import Selection, select_features
-from trainer.schema import IDENTIFIER_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS
 from trainer.train import TrainedModel, predict, train_model
 from trainer.windows import SplitWindows, build_split
 

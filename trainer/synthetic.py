@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainer.schema import (
+from ids_core.columns import (
     COLUMNS,
     CONSTANT_COLUMNS,
     IDENTIFIER_COLUMNS,

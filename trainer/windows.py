@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from agent.preprocess import FeatureTransform, gather_windows, window_indices, window_key
+from ids_core.preprocess import FeatureTransform, gather_windows, window_indices, window_key
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
-from trainer import schema
+from ids_core import columns as schema
 from trainer.synthetic import (
     COLUMNS,
     IDENTIFIER_COLUMNS,
@@ -29,7 +29,7 @@ from trainer.synthetic import (
     write_csv,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TIMESTAMP_RE = re.compile(r"^\d{2}/\d{2}/\d{4} (0[1-9]|1[0-2]):[0-5]\d:[0-5]\d (AM|PM)$")
 FLOW_ID_RE = re.compile(r"^(\d+\.\d+\.\d+\.\d+)-(\d+\.\d+\.\d+\.\d+)-(\d+)-(\d+)-(\d+)$")
 

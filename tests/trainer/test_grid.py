@@ -16,7 +16,7 @@ import pytest
 from trainer.config import load_profile
 from trainer.grid import PARAMS, combinations, combo_key, load_results, run_grid, select
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = ["grid.epochs=1", "features.extra_trees_estimators=10"]
 # two 1-layer, 1-dense models at batch 256 (adam, then adamax)
 ONLY = "learning_rate=0.001,num_layers=1,num_dense_layers=1,batch_size=256"

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.outbox import Outbox, OutboxClosedError
+from ids_core.outbox import Outbox, OutboxClosedError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def msg(n: int, topic: str = "edge-ids/gw1/alerts") -> tuple[str, bytes, int, bool]:
@@ -73,7 +73,7 @@ def test_ids_are_never_reused_after_ack(tmp_path):
 
 def test_bound_drops_oldest_counts_and_warns(tmp_path, caplog):
     path = tmp_path / "outbox.db"
-    with caplog.at_level(logging.WARNING, logger="agent.outbox"), Outbox(path, max_messages=5) as box:
+    with caplog.at_level(logging.WARNING, logger="ids_core.outbox"), Outbox(path, max_messages=5) as box:
         box.put_many(msg(n) for n in range(4))
         box.put_many(msg(n) for n in range(4, 8))
         assert payload_numbers(box.pending(10)) == [3, 4, 5, 6, 7]
@@ -109,7 +109,7 @@ def test_reopen_after_sigkill_keeps_every_committed_message(tmp_path):
     child = textwrap.dedent(
         f"""
         import os
-        from agent.outbox import Outbox
+        from ids_core.outbox import Outbox
         box = Outbox({str(path)!r}, max_messages=1000)
         for start in range(0, 300, 30):
             batch = range(start, start + 30)

@@ -39,7 +39,7 @@ from firmware_bundle.verifier import KEY_ID_PAX, verify_bundle
 
 pytest_plugins = ["bundle_helpers"]  # the `model` and `key` fixtures
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 META = dict(bundle_version=3, model_name="tiny", model_version="1", created=CREATED, expires=EXPIRES)
 
 

@@ -1,4 +1,4 @@
-"""The shared numpy core (agent/preprocess.py): windows, streaming windows, the transform and the spec.
+"""The shared numpy core (ids_core/preprocess.py): windows, streaming windows, the transform and the spec.
 
 No TensorFlow here: these run in milliseconds and pin down the definitions the trainer and the agent share.
 """
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.preprocess import (
+from ids_core.preprocess import (
     SPEC_FORMAT,
     CategoryEncoder,
     FeatureTransform,
@@ -29,13 +29,13 @@ from agent.preprocess import (
     window_key,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_the_core_stays_light() -> None:
     """The agent imports this module on the gateway: no TensorFlow, pandas or scikit-learn."""
     code = (
-        "import sys, agent.preprocess; heavy = {'tensorflow', 'keras', 'pandas', 'sklearn'} & set(sys.modules); "
+        "import sys, ids_core.preprocess; heavy = {'tensorflow', 'keras', 'pandas', 'sklearn'} & set(sys.modules); "
         "print(sorted(heavy)); sys.exit(1 if heavy else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

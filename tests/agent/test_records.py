@@ -13,10 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.preprocess import window_key
 from agent.records import (
     EXCERPT_CHARS,
-    IOTID20_NUMERIC_COLUMNS,
+    NUMERIC_COLUMNS,
     FlowRecord,
     Reason,
     RecordLimits,
@@ -24,8 +23,9 @@ from agent.records import (
     flow_record_schema,
     parse_flows,
 )
+from ids_core.preprocess import window_key
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "agent" / "schema" / "flow_record.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "agent" / "schema" / "flow_record.schema.json"
 FEATURES = ("Flow_Duration", "Flow_Byts/s", "Tot_Fwd_Pkts")
 BASE: dict[str, Any] = {
     "Flow_ID": "10.0.0.1-10.0.0.2-5000-443-6",
@@ -339,7 +339,7 @@ def test_record_limits_are_validated() -> None:
 
 def test_real_sample_rows_parse_to_the_csv_numbers(sample_csv: Path) -> None:
     rows = csv_rows(sample_csv)
-    feats = list(IOTID20_NUMERIC_COLUMNS)
+    feats = list(NUMERIC_COLUMNS)
     inf_rows = [i for i, r in enumerate(rows) if any(isinstance(v, float) and math.isinf(v) for v in r.values())]
     assert len(inf_rows) == 1
     accepted: list[FlowRecord] = []
@@ -362,12 +362,12 @@ def test_real_full_schema_rows_carry_identifiers(fullschema_csv: Path) -> None:
     rows = [{k: v for k, v in r.items() if k not in ("Label", "Cat", "Sub_Cat")} for r in csv_rows(fullschema_csv)]
     spaced = [{k.replace("_", " "): v for k, v in r.items()} for r in rows]
     for msg in (rows, spaced):
-        accepted, rejected = parse_flows(dumps(msg), IOTID20_NUMERIC_COLUMNS, key_columns=("Src_IP",))
+        accepted, rejected = parse_flows(dumps(msg), NUMERIC_COLUMNS, key_columns=("Src_IP",))
         assert rejected == [] and len(accepted) == len(rows)
         for a, r in zip(accepted, rows, strict=True):
             assert a.ident["flow_id"] == r["Flow_ID"] and a.ident["timestamp"] == r["Timestamp"]
             assert a.key == r["Src_IP"] and a.ident["protocol"] == r["Protocol"]
-            assert a.values.tolist() == [float(r[c]) for c in IOTID20_NUMERIC_COLUMNS]
+            assert a.values.tolist() == [float(r[c]) for c in NUMERIC_COLUMNS]
 
 
 # --------------------------------------------------------------------------- the JSON Schema
@@ -376,7 +376,7 @@ def test_real_full_schema_rows_carry_identifiers(fullschema_csv: Path) -> None:
 def test_numeric_columns_equal_the_sample_header(sample_csv: Path) -> None:
     header = sample_header(sample_csv)
     assert header[-1] == "Target"
-    assert tuple(header[:-1]) == IOTID20_NUMERIC_COLUMNS and len(IOTID20_NUMERIC_COLUMNS) == 79
+    assert tuple(header[:-1]) == NUMERIC_COLUMNS and len(NUMERIC_COLUMNS) == 79
 
 
 def test_schema_file_is_generated_from_the_columns() -> None:
@@ -384,7 +384,7 @@ def test_schema_file_is_generated_from_the_columns() -> None:
     assert schema == flow_record_schema(), "regenerate: python -m agent.records > agent/schema/flow_record.schema.json"
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     record = schema["$defs"]["flowRecord"]
-    assert tuple(record["properties"])[:79] == IOTID20_NUMERIC_COLUMNS
+    assert tuple(record["properties"])[:79] == NUMERIC_COLUMNS
     assert record["additionalProperties"] is True
     assert {"seq", "sensor", "Flow_ID", "Src_IP", "Dst_IP", "Timestamp"} <= set(record["properties"])
     assert schema["oneOf"][1]["maxItems"] == RecordLimits().max_records

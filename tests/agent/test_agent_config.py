@@ -49,7 +49,7 @@ def test_agent_imports_and_scores_without_the_training_stack(quick_run):
         check=True,
     )
     doc = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {"agent.daemon", "agent.replay", "agent.pipeline", "agent.mqtt"} <= set(doc["modules"])
+    assert {"agent.daemon", "flowmeter.replay", "agent.pipeline", "agent.mqtt"} <= set(doc["modules"])
     assert len(doc["scores"]) == 1 and 0.0 <= doc["scores"][0] <= 1.0
     heavy = sorted(m for m in doc["loaded"] if m.split(".")[0] in HEAVY)
     assert not heavy, f"the agent pulled in {heavy[:10]}"

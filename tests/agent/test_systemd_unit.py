@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parents[1] / "config" / "edge-ids-agent.service"
+UNIT = Path(__file__).resolve().parents[2] / "config" / "edge-ids-agent.service"
 MAX_EXPOSURE = 2.0
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 

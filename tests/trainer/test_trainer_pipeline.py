@@ -14,9 +14,9 @@ import pytest
 from sklearn.model_selection import train_test_split
 from trained import QuickRun
 
-from agent.preprocess import PreprocessSpec, StreamWindows
 from agent.records import parse_flows
-from trainer.schema import IDENTIFIER_COLUMNS, LABEL_COLUMNS, NUMERIC_COLUMNS
+from ids_core.columns import IDENTIFIER_COLUMNS, LABEL_COLUMNS, NUMERIC_COLUMNS
+from ids_core.preprocess import PreprocessSpec, StreamWindows
 
 MAIN = "uni-hybrid"
 # Table V of the paper (percent), typed in from the paper, independently of trainer/report.py.

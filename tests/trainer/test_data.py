@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ids_core.columns import COLUMNS, IDENTIFIER_COLUMNS, NUMERIC_COLUMNS
 from trainer import data as data_mod
 from trainer.data import DataError, load_csv, resolve_source
-from trainer.schema import COLUMNS, IDENTIFIER_COLUMNS, NUMERIC_COLUMNS
 from trainer.synthetic import write_csv
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from trainer.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = {
     "run": ["--profile", "--set", "--out", "--model-version", "--data"],
     "grid": ["--limit", "--only", "--set", "--out"],

@@ -15,9 +15,9 @@ pytest.register_assert_rewrite("agent_harness")
 
 from agent_harness import sample_rows, topic, wait_until  # noqa: E402
 
-from agent.preprocess import PreprocessSpec  # noqa: E402
 from agent.records import RecordLimits, parse_flows  # noqa: E402
-from agent.replay import LABEL_COLUMNS  # noqa: E402
+from flowmeter.replay import LABEL_COLUMNS  # noqa: E402
+from ids_core.preprocess import PreprocessSpec  # noqa: E402
 
 pytest_plugins = ["agent_harness"]
 
