@@ -24,6 +24,7 @@ from agent import __version__
 from agent.config import AgentConfig
 from agent.interpreter import ModelLoadError
 from agent.scorer import ModelMismatchError, Scorer
+from ids_core import artifacts
 from ids_core.preprocess import SpecError
 from ids_core.typedconfig import ConfigError, build
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_ERRORS = (ModelLoadError, SpecError, ModelMismatchError, OSError)
-FRAGMENT = "agent-config.yaml"
+FRAGMENT = artifacts.AGENT_CONFIG_FRAGMENT
 FRAGMENT_SECTIONS = ("batch", "alerts")  # what a bundle's agent-config.yaml may change
 
 

@@ -12,12 +12,13 @@ import numpy as np
 
 from agent.interpreter import TFLiteModel
 from agent.records import FlowRecord
+from ids_core import artifacts
 from ids_core.preprocess import PreprocessSpec, StreamWindows
 
 log = logging.getLogger(__name__)
 
-MODEL_FILES = ("model_int8.tflite", "model.tflite")  # a trainer's output directory, a bundle slot
-SPEC_FILE = "spec.json"
+MODEL_FILES = artifacts.MODEL_FILES  # a trainer's output directory, a bundle slot
+SPEC_FILE = artifacts.SPEC
 
 
 class ModelMismatchError(ValueError):

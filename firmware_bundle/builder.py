@@ -43,17 +43,13 @@ from firmware_bundle.verifier import (
     read_manifest_bytes,
     read_members,
 )
+from ids_core import artifacts
 from ids_core.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 
 # trainer output file → bundle member
-ARTIFACTS = {
-    "model_int8.tflite": "model.tflite",
-    "spec.json": "spec.json",
-    "selftest_inputs.npy": "selftest_inputs.npy",
-    "selftest_outputs.npy": "selftest_outputs.npy",
-}
+ARTIFACTS = artifacts.RUN_TO_BUNDLE
 
 
 def build_bundle(
@@ -135,7 +131,7 @@ def build_from_artifacts(
         if not path.is_file():
             raise FileNotFoundError(f"{path}: expected the trainer's {name}, got no such file")
         files[member] = path.read_bytes()
-    spec = PreprocessSpec.load(src / "spec.json")
+    spec = PreprocessSpec.load(src / artifacts.SPEC)
     _check_selftest(files, spec)
     if agent_config is not None:
         text = Path(agent_config).read_bytes()
@@ -198,14 +194,14 @@ def _time_text(value: datetime | str) -> str:
 def _check_selftest(files: dict[str, bytes], spec: PreprocessSpec) -> None:
     """The trainer's self-test vectors: int8, (n, T, F) inputs and (n, 1) outputs for the same n."""
     arrays = {}
-    for name in ("selftest_inputs.npy", "selftest_outputs.npy"):
+    for name in (artifacts.SELFTEST_INPUTS, artifacts.SELFTEST_OUTPUTS):
         try:
             arrays[name] = np.load(io.BytesIO(files[name]), allow_pickle=False)
         except (ValueError, OSError) as e:
             raise ValueError(f"{name}: expected a .npy array, got {e}") from None
         if arrays[name].dtype != np.int8:
             raise ValueError(f"{name}: expected int8, got {arrays[name].dtype}")
-    x, y = arrays["selftest_inputs.npy"], arrays["selftest_outputs.npy"]
+    x, y = arrays[artifacts.SELFTEST_INPUTS], arrays[artifacts.SELFTEST_OUTPUTS]
     if x.shape[1:] != spec.input_shape or len(x) == 0:
         raise ValueError(f"selftest_inputs.npy: expected shape (n>0, *{spec.input_shape}), got {x.shape}")
     if y.shape[:1] != x.shape[:1]:

@@ -32,10 +32,11 @@ from firmware_bundle.limits import Limits
 from firmware_bundle.model_check import inspect_model
 from firmware_bundle.slots import SlotState, SlotStore
 from firmware_bundle.verifier import VerifiedBundle, verify_bundle
+from ids_core import artifacts
 
 log = logging.getLogger(__name__)
 
-MODEL_MEMBER = "model.tflite"
+MODEL_MEMBER = artifacts.BUNDLE_MODEL
 PAUSE_ENV = "EDGE_IDS_TEST_PAUSE_AT"  # tests: block at this install step so the process can be killed there
 STEPS = ("verified", "unpacked", "selftested", "state_written", "activated")
 
@@ -180,8 +181,8 @@ class Installer:
                     scorer = self._load_slot(slot)
                     selftest(
                         scorer.model,
-                        bundle.files["selftest_inputs.npy"],
-                        bundle.files["selftest_outputs.npy"],
+                        bundle.files[artifacts.SELFTEST_INPUTS],
+                        bundle.files[artifacts.SELFTEST_OUTPUTS],
                         self.selftest_tolerance,
                     )
                 except SelfTestError:

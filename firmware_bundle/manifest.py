@@ -24,16 +24,17 @@ from typing import Any
 
 from firmware_bundle.errors import ManifestError
 from firmware_bundle.limits import Limits
+from ids_core import artifacts
 
 log = logging.getLogger(__name__)
 
 FORMAT = "edge-ids/bundle/1"
-MANIFEST_NAME = "manifest.json"
-SIGNATURE_NAME = "manifest.sig"
-MODEL_FILE = "model.tflite"
-SPEC_FILE = "spec.json"
-AGENT_CONFIG_FILE = "agent-config.yaml"
-REQUIRED_FILES = (MODEL_FILE, SPEC_FILE, "selftest_inputs.npy", "selftest_outputs.npy")
+MANIFEST_NAME = artifacts.MANIFEST
+SIGNATURE_NAME = artifacts.SIGNATURE
+MODEL_FILE = artifacts.BUNDLE_MODEL
+SPEC_FILE = artifacts.SPEC
+AGENT_CONFIG_FILE = artifacts.AGENT_CONFIG_FRAGMENT
+REQUIRED_FILES = (MODEL_FILE, SPEC_FILE, artifacts.SELFTEST_INPUTS, artifacts.SELFTEST_OUTPUTS)
 OPTIONAL_FILES = (AGENT_CONFIG_FILE,)
 KNOWN_FILES = frozenset(REQUIRED_FILES + OPTIONAL_FILES)
 FIRST_AGENT_VERSION = "0.1.0"  # the first agent that understands edge-ids/bundle/1

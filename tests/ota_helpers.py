@@ -24,14 +24,10 @@ from agent.interpreter import TFLiteModel
 from firmware_bundle import keys
 from firmware_bundle.builder import build_bundle
 from firmware_bundle.manifest import AGENT_CONFIG_FILE, FIRST_AGENT_VERSION
+from ids_core import artifacts
 from ids_core.preprocess import PreprocessSpec
 
-ARTIFACT_FILES = {  # trainer output → bundle member (as firmware_bundle.builder.ARTIFACTS)
-    "model_int8.tflite": "model.tflite",
-    "spec.json": "spec.json",
-    "selftest_inputs.npy": "selftest_inputs.npy",
-    "selftest_outputs.npy": "selftest_outputs.npy",
-}
+ARTIFACT_FILES = artifacts.RUN_TO_BUNDLE
 
 
 # --------------------------------------------------------------------------- keys

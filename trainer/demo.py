@@ -26,6 +26,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from ids_core import artifacts
+
 log = logging.getLogger("demo")
 GATEWAY = "demo-gw"
 
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             return rc
     report = json.loads((out / "report.json").read_text())
     data_note = report["data"]["description"]
-    spec = json.loads((out / "spec.json").read_text())
+    spec = json.loads((out / artifacts.SPEC).read_text())
 
     from flowmeter.replay import connect, read_flows, replay
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from agent.interpreter import TFLiteModel
+from ids_core import artifacts
 from ids_core.preprocess import FeatureTransform, PreprocessSpec
 from trainer.convert import run_conversion
 from trainer.train import TrainedModel
@@ -17,7 +18,7 @@ from trainer.windows import SplitWindows
 
 log = logging.getLogger(__name__)
 
-SHIPPED = "model_int8.tflite"
+SHIPPED = artifacts.SHIPPED_MODEL
 
 
 @dataclass
@@ -63,7 +64,7 @@ def export_model(
     np.save(work / "representative.npy", train.windows(rep_sel))
     np.savez(work / "weights.npz", **{f"w{i}": w for i, w in enumerate(trained.model.get_weights())})
     files = {
-        "float": out_dir / "model_float.tflite",
+        "float": out_dir / artifacts.FLOAT_MODEL,
         "int8_per_tensor": out_dir / "model_int8_per_tensor.tflite",
         "int8_per_channel": out_dir / "model_int8_per_channel.tflite",
     }
@@ -123,15 +124,15 @@ def export_model(
         output_quantization=int8.output_quantization,
         extra=extra or {},
     )
-    spec.save(out_dir / "spec.json")
-    files["spec"] = out_dir / "spec.json"
+    spec.save(out_dir / artifacts.SPEC)
+    files["spec"] = out_dir / artifacts.SPEC
 
     sel = np.arange(min(selftest_windows, len(test)))
     q_in = int8.quantize(test.windows(sel))
-    np.save(out_dir / "selftest_inputs.npy", q_in)
-    np.save(out_dir / "selftest_outputs.npy", int8.invoke_raw(q_in))
-    files["selftest_inputs"] = out_dir / "selftest_inputs.npy"
-    files["selftest_outputs"] = out_dir / "selftest_outputs.npy"
+    np.save(out_dir / artifacts.SELFTEST_INPUTS, q_in)
+    np.save(out_dir / artifacts.SELFTEST_OUTPUTS, int8.invoke_raw(q_in))
+    files["selftest_inputs"] = out_dir / artifacts.SELFTEST_INPUTS
+    files["selftest_outputs"] = out_dir / artifacts.SELFTEST_OUTPUTS
     sizes = {k: p.stat().st_size for k, p in files.items()}
     log.info(
         "exported %s: int8 %d B (%.2f× float), label agreement with float %.4f",
