@@ -8,6 +8,11 @@ last transactions but never corrupts the file.
 At ``max_messages`` the OLDEST messages are dropped (newest alerts matter most during an ongoing
 attack); every drop is counted in the same database and logged as a warning.
 
+Beside the messages the database holds a small key → bytes ``state`` table that :meth:`Outbox.put_many`
+writes in the SAME transaction as its messages: a consumer records what it has processed (the agent: the
+``seq`` values per sensor it scored) atomically with what that processing produced, so after a crash the
+two never disagree. The outbox does not interpret the values; the bound applies to messages only.
+
 Thread safety: one connection behind one lock; the pipeline thread puts, paho's network thread acks.
 Ids are never reused (AUTOINCREMENT), so a late ack can never delete a newer message.
 """
@@ -15,10 +20,11 @@ Ids are never reused (AUTOINCREMENT), so a late ack can never delete a newer mes
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +41,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated REAL NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
 """
 
@@ -63,6 +70,10 @@ class Outbox:
         self.path = Path(path)
         self.max_messages = max_messages
         self._lock = threading.Lock()
+        # private whatever the umask (alerts name internal hosts); sqlite gives -wal and -shm the file's mode
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
         # isolation_level=None: autocommit, transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         try:
@@ -92,13 +103,17 @@ class Outbox:
         """Messages ever dropped at the bound (persisted)."""
         return self._dropped
 
-    def put_many(self, items: Iterable[tuple[str, bytes, int, bool]]) -> list[int]:
-        """Store ``(topic, payload, qos, retain)`` messages in one transaction; return their ids in order.
+    def put_many(
+        self, items: Iterable[tuple[str, bytes, int, bool]], *, state: Mapping[str, bytes | None] | None = None
+    ) -> list[int]:
+        """Store ``(topic, payload, qos, retain)`` messages and the ``state`` changes (key → bytes; ``None``
+        deletes the key) in one transaction; return the messages' ids in order.
 
         If the batch itself is larger than the bound, the oldest of its own ids are already dropped.
         """
         rows = [_validated(item) for item in items]
-        if not rows:
+        changes = [_validated_state(k, v) for k, v in (state or {}).items()]
+        if not rows and not changes:
             return []
         now = time.time()
         ids: list[int] = []
@@ -111,10 +126,21 @@ class Outbox:
                         (*row, now),
                     ).lastrowid
                 )
+            c.executemany("DELETE FROM state WHERE key = ?", [(k,) for k, v in changes if v is None])
+            c.executemany(
+                "INSERT INTO state (key, value, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                [(k, v, now) for k, v in changes if v is not None],
+            )
 
         with self._lock:
             self._commit_trimmed(self._depth + len(rows), insert)
         return ids
+
+    def load_state(self) -> dict[str, bytes]:
+        """Every stored state entry (key → bytes), as committed by :meth:`put_many`."""
+        with self._lock:
+            return {k: bytes(v) for k, v in self._open().execute("SELECT key, value FROM state")}
 
     def pending(self, limit: int, after_id: int = 0) -> list[OutboxItem]:
         """Up to ``limit`` stored messages with ``id > after_id``, oldest first."""
@@ -204,3 +230,11 @@ def _validated(item: tuple[str, bytes, int, bool]) -> tuple[str, bytes, int, int
     if qos not in (0, 1, 2):
         raise ValueError(f"expected qos 0, 1 or 2, got {qos!r}")
     return topic, bytes(payload), int(qos), int(bool(retain))
+
+
+def _validated_state(key: str, value: bytes | None) -> tuple[str, bytes | None]:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"expected a non-empty state key string, got {key!r}")
+    if value is not None and not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"expected state bytes or None, got {type(value).__name__}")
+    return key, None if value is None else bytes(value)

@@ -128,6 +128,46 @@ def test_reopen_after_sigkill_keeps_every_committed_message(tmp_path):
         assert payload_numbers(box.pending(1000)) == list(range(5, 300))
 
 
+def test_state_is_written_with_the_messages_and_survives_reopen(tmp_path):
+    path = tmp_path / "outbox.db"
+    with Outbox(path, max_messages=2) as box:
+        assert box.load_state() == {}
+        box.put_many([msg(0)], state={"a": b"1", "b": b"2"})
+        box.put_many([], state={"a": b"3", "b": None})  # state alone; None deletes
+        box.put_many(msg(n) for n in range(1, 5))  # the bound drops messages, never state
+        assert box.depth == 2 and box.dropped == 3
+    with Outbox(path, max_messages=2) as box:
+        assert box.load_state() == {"a": b"3"}
+
+
+def test_state_and_messages_commit_together_or_not_at_all(tmp_path):
+    with Outbox(tmp_path / "outbox.db", max_messages=10) as box:
+        with pytest.raises(ValueError):
+            box.put_many([msg(0), ("", b"x", 1, False)], state={"a": b"1"})  # invalid before anything is written
+        with pytest.raises(TypeError):
+            box.put_many([msg(0)], state={"a": 5})  # a bad value: nothing of the batch is written
+        assert box.depth == 0 and box.pending(10) == [] and box.load_state() == {}
+
+
+def test_state_committed_before_sigkill_is_there_with_its_messages(tmp_path):
+    path = tmp_path / "outbox.db"
+    child = textwrap.dedent(
+        f"""
+        import os
+        from ids_core.outbox import Outbox
+        box = Outbox({str(path)!r}, max_messages=1000)
+        for n in range(50):
+            box.put_many([("edge-ids/gw1/verdicts", b'{{"n": %d}}' % n, 1, False)], state={{"s": b"%d" % n}})
+        os.kill(os.getpid(), 9)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, env=env, capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr.decode()
+    with Outbox(path, max_messages=1000) as box:
+        assert box.load_state() == {"s": b"49"} and payload_numbers(box.pending(100)) == list(range(50))
+
+
 def test_concurrent_put_and_ack(tmp_path):
     """The pipeline thread puts while the network thread acks; nothing is lost or acked twice."""
     total, batch = 2000, 10
