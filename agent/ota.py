@@ -1,7 +1,7 @@
 """Which model serves, and over-the-air model updates.
 
 The factory model is ``model.dir``. When ``bundle.enabled``, signed bundles arriving on the fleet topic
-are verified and installed by :mod:`firmware_bundle.install` in this module's thread; an installed
+are verified and installed by :mod:`agent.install` in this module's thread; an installed
 slot takes precedence over the factory model, and a model that fails its probation (inference errors,
 non-finite or constant scores) is rolled back to the previous slot (or the factory model).
 """
@@ -22,15 +22,20 @@ import yaml
 
 from agent import __version__
 from agent.config import AgentConfig
+from agent.install import Installer
 from agent.interpreter import ModelLoadError
+from agent.probation import Probation
 from agent.scorer import ModelMismatchError, Scorer
+from agent.slots import SlotStore
+from firmware_bundle.errors import BadConfigError
+from firmware_bundle.keys import load_public_key
+from firmware_bundle.limits import Limits
 from ids_core import artifacts
 from ids_core.preprocess import SpecError
 from ids_core.typedconfig import ConfigError, build
 
 if TYPE_CHECKING:
     from agent.pipeline import Pipeline
-    from firmware_bundle.install import Installer, Probation
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +62,6 @@ class ModelManager:
             self.installer = self._make_installer(cfg)
 
     def _make_installer(self, cfg: AgentConfig) -> Installer:
-        from firmware_bundle.install import Installer
-        from firmware_bundle.keys import load_public_key
-        from firmware_bundle.limits import Limits
-        from firmware_bundle.slots import SlotStore
-
         return Installer(
             SlotStore(cfg.state_path / "models"),
             trusted_keys=[load_public_key(p) for p in cfg.bundle.public_keys],
@@ -114,8 +114,6 @@ class ModelManager:
 
     def merged_config(self, fragment: bytes) -> AgentConfig:
         """``base_cfg`` with a bundle's agent-config fragment applied (raises BadConfigError)."""
-        from firmware_bundle.errors import BadConfigError
-
         try:
             doc = yaml.safe_load(fragment) or {}
             if not isinstance(doc, dict) or set(doc) - set(FRAGMENT_SECTIONS):

@@ -18,7 +18,8 @@ from firmware_bundle.errors import BundleError, BundleTooLargeError
 from firmware_bundle.fsutil import write_atomic
 from firmware_bundle.limits import Limits
 from firmware_bundle.manifest import FIRST_AGENT_VERSION, MANIFEST_NAME, SIGNATURE_NAME, format_time
-from firmware_bundle.verifier import KEY_ID_PAX, InspectModel, read_members, verify_bundle
+from firmware_bundle.model_check import inspect_model
+from firmware_bundle.verifier import KEY_ID_PAX, read_members, verify_bundle
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _build(args: argparse.Namespace) -> int:
         sign_key=sign_key,
         model_name=args.model_name,
         model_version=args.model_version,
-        inspect_model=None if args.skip_model_check else _inspect_model(),
+        inspect_model=None if args.skip_model_check else inspect_model,
     )
     write_atomic(args.output, data)
     signed = f"signed by {keys.key_id(sign_key)}" if sign_key else "UNSIGNED"
@@ -162,7 +163,7 @@ def _verify(args: argparse.Namespace) -> int:
         now=now,
         highest_installed=args.installed_version,
         agent_version=args.agent_version,
-        inspect_model=None if args.skip_model_check else _inspect_model(),
+        inspect_model=None if args.skip_model_check else inspect_model,
     )
     m = verified.manifest
     print(
@@ -225,13 +226,6 @@ def _agent_version() -> str:
         return metadata.version("edge-ids")
     except metadata.PackageNotFoundError:
         return FIRST_AGENT_VERSION
-
-
-def _inspect_model() -> InspectModel:
-    """The interpreter is imported only when a model check runs."""
-    from firmware_bundle.model_check import inspect_model
-
-    return inspect_model
 
 
 if __name__ == "__main__":

@@ -38,11 +38,11 @@ from ota_helpers import (  # noqa: E402
 )
 
 from agent import __version__ as AGENT_VERSION  # noqa: E402
+from agent.install import PAUSE_ENV, STEPS, Installer  # noqa: E402
 from agent.scorer import Scorer  # noqa: E402
-from firmware_bundle.install import PAUSE_ENV, STEPS, Installer  # noqa: E402
+from agent.slots import SlotStore  # noqa: E402
 from firmware_bundle.limits import MIB, Limits  # noqa: E402
 from firmware_bundle.manifest import MANIFEST_NAME  # noqa: E402
-from firmware_bundle.slots import SlotStore  # noqa: E402
 
 pytest_plugins = ["agent_harness"]
 

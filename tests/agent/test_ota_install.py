@@ -18,16 +18,18 @@ from bundle_helpers import tiny_model  # noqa: E402
 from ota_helpers import Artifacts, KeyPair, bundle, flip_expected_output, make_keypair, read_state  # noqa: E402
 
 from agent import __version__ as AGENT_VERSION  # noqa: E402
+from agent import slots  # noqa: E402
 from agent.config import AgentConfig  # noqa: E402
+from agent.install import STEPS, Installer, selftest  # noqa: E402
 from agent.ota import ModelManager  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
+from agent.probation import Probation  # noqa: E402
 from agent.scorer import Scorer  # noqa: E402
+from agent.slots import SlotStore  # noqa: E402
 from agent.stats import Stats  # noqa: E402
-from firmware_bundle import fsutil, slots  # noqa: E402
+from firmware_bundle import fsutil  # noqa: E402
 from firmware_bundle.errors import SelfTestError  # noqa: E402
-from firmware_bundle.install import STEPS, Installer, Probation, selftest  # noqa: E402
 from firmware_bundle.limits import Limits  # noqa: E402
-from firmware_bundle.slots import SlotStore  # noqa: E402
 from ids_core.outbox import Outbox  # noqa: E402
 from ids_core.typedconfig import build  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Install a verified bundle on the gateway: slot → fresh interpreter → self-test → atomic switch → probation.
 
-The :class:`Installer` does the I/O around :func:`firmware_bundle.verifier.verify_bundle` (which does
-none). It never touches the serving model until the new one passed every check and its self-test in a
+The :class:`Installer` does the I/O around :func:`firmware_bundle.verifier.verify_bundle` (bytes in, no
+I/O). It never touches the serving model until the new one passed every check and its self-test in a
 fresh interpreter; the switch itself is a swap between two batches, done by the agent's pipeline.
 
 Status events (published by the agent on ``<prefix>/<gateway>/bundle/status``): ``received``,
@@ -18,7 +18,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,16 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.interpreter import TFLiteModel
+from agent.probation import Probation
+from agent.slots import SlotState, SlotStore
 from firmware_bundle.errors import BundleError, SelfTestError
 from firmware_bundle.limits import Limits
 from firmware_bundle.model_check import inspect_model
-from firmware_bundle.slots import SlotState, SlotStore
 from firmware_bundle.verifier import VerifiedBundle, verify_bundle
 from ids_core import artifacts
 
 log = logging.getLogger(__name__)
 
-MODEL_MEMBER = artifacts.BUNDLE_MODEL
 PAUSE_ENV = "EDGE_IDS_TEST_PAUSE_AT"  # tests: block at this install step so the process can be killed there
 STEPS = ("verified", "unpacked", "selftested", "state_written", "activated")
 
@@ -64,42 +63,6 @@ def selftest(model: TFLiteModel, inputs: bytes, outputs: bytes, tolerance: int =
             f"self-test: {int(np.sum(diff > tolerance))} of {len(want)} outputs differ from the bundle's expected "
             f"outputs by more than {tolerance} int8 steps (max {int(diff.max())})"
         )
-
-
-@dataclass
-class Probation:
-    """Health of a freshly activated model; a failure means: roll back."""
-
-    version: int
-    until: float  # wall clock
-    min_windows: int
-    windows: int = 0
-    lo: float = np.inf
-    hi: float = -np.inf
-    distinct: set[int] = field(default_factory=set)  # hashes of the different input windows seen
-
-    def observe(self, scores: np.ndarray, error: Exception | None, inputs: np.ndarray | None = None) -> str | None:
-        """Feed one batch; returns the reason to roll back, or None.
-
-        A constant score fails the model only once it was seen for ``min_windows`` *different* input windows:
-        a flood of identical flows legitimately gets one score.
-        """
-        if error is not None:
-            return f"inference error: {error}"
-        if len(scores) and not np.all(np.isfinite(scores)):
-            return "model produced non-finite scores"
-        self.windows += len(scores)
-        if len(scores):
-            self.lo, self.hi = min(self.lo, float(scores.min())), max(self.hi, float(scores.max()))
-            if inputs is not None and len(self.distinct) < self.min_windows:
-                self.distinct.update(hash(w.tobytes()) for w in inputs)
-        evidence = len(self.distinct) if inputs is not None else self.windows
-        if evidence >= self.min_windows and self.hi - self.lo == 0.0:
-            return f"health check: constant score {self.hi} over {evidence} different windows"
-        return None
-
-    def passed(self, now: float) -> bool:
-        return now >= self.until
 
 
 class Installer:
@@ -171,8 +134,8 @@ class Installer:
                     inspect_model=inspect_model,
                 )
                 version = bundle.manifest.bundle_version
-                if self._check_config and "agent-config.yaml" in bundle.files:
-                    self._check_config(bundle.files["agent-config.yaml"])
+                if self._check_config and artifacts.AGENT_CONFIG_FRAGMENT in bundle.files:
+                    self._check_config(bundle.files[artifacts.AGENT_CONFIG_FRAGMENT])
                 self._status({"event": "verified", **_describe(bundle)})
                 self._pause("verified")
                 slot = self.store.write_slot(version, bundle.files)
