@@ -1,0 +1,7 @@
+"""``python -m flowmeter`` = ``iotids-flowmeter``."""
+
+import sys
+
+from flowmeter.cli import main
+
+sys.exit(main())

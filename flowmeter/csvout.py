@@ -1,0 +1,75 @@
+"""Flow records → a CSV in the IoTID20 column layout, numbers written as the reference's Java writes them."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from flowmeter.flow import RECORD_COLUMNS
+from ids_core.columns import LABEL_ANOMALY, LABEL_NORMAL, SUB_CAT_TO_CAT
+
+NO_LABEL = "No Label"  # the reference's Label value
+
+
+def java_double(x: float) -> str:
+    """``Double.toString``: ``52.0``, ``359523.8095238095``; E-notation below 10^-3 and from 10^7 (``1.5E7``)."""
+    if x != x:
+        return "NaN"
+    if x == math.inf:
+        return "Infinity"
+    if x == -math.inf:
+        return "-Infinity"
+    if x == 0.0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    a = abs(x)
+    if 1e-3 <= a < 1e7:
+        return repr(x)  # Python's shortest repr is plain decimal in this range, with ".0" for whole numbers
+    sign, digits, exponent = Decimal(repr(x)).as_tuple()
+    ds = "".join(map(str, digits)).rstrip("0") or "0"
+    exp10 = len(digits) + int(exponent) - 1
+    return f"{'-' if sign else ''}{ds[0]}.{ds[1:] or '0'}E{exp10}"
+
+
+def java_value(v: Any) -> str:
+    """A record value as the reference writes it (floats as Java doubles, ints and text as they are)."""
+    if v.__class__ is float:
+        return java_double(v)
+    return str(v)
+
+
+def label_columns(cat: str | None, sub_cat: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Label columns and values: the reference's ``Label`` = ``No Label``, or IoTID20's Label/Cat/Sub_Cat."""
+    if cat is None and sub_cat is None:
+        return ("Label",), (NO_LABEL,)
+    if cat is None:
+        if sub_cat not in SUB_CAT_TO_CAT:
+            raise ValueError(f"unknown Sub_Cat {sub_cat!r}; known: {', '.join(SUB_CAT_TO_CAT)}")
+        cat = SUB_CAT_TO_CAT[sub_cat]  # type: ignore[index]
+    label = LABEL_NORMAL if cat == LABEL_NORMAL else LABEL_ANOMALY
+    return ("Label", "Cat", "Sub_Cat"), (label, cat, sub_cat or cat)
+
+
+class CsvWriter:
+    """Writes records to ``path`` (header first); use as a context manager or call ``close``."""
+
+    def __init__(self, path: str | Path, *, cat: str | None = None, sub_cat: str | None = None) -> None:
+        names, values = label_columns(cat, sub_cat)
+        self._tail = "," + ",".join(values) + "\n"
+        self._fh: IO[str] = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
+        self._fh.write(",".join((*RECORD_COLUMNS, *names)) + "\n")
+        self.rows = 0
+
+    def write(self, record: dict[str, object]) -> None:
+        self._fh.write(",".join([java_value(record[c]) for c in RECORD_COLUMNS]) + self._tail)
+        self.rows += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> CsvWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
