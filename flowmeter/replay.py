@@ -191,12 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle rows with this seed (files sorted by class)")
     p.add_argument("--sensor", default="replay", help="publisher id carried in every record")
     p.add_argument("--truth", type=Path, help="write the ground truth here (JSON lines: seq, label, category)")
+    p.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT protocol version")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rows = read_flows(args.csv, limit=args.limit, shuffle_seed=args.shuffle)
     topic = f"{args.prefix}/{args.gateway}/flows"
-    result = replay(rows, host=args.host, port=args.port, topic=topic, rate=args.rate, per_message=args.per_message,
-                    sensor=args.sensor, truth_path=args.truth, progress=True)  # fmt: skip
+    client = connect(args.host, args.port, protocol=args.protocol)
+    result = replay(rows, topic=topic, rate=args.rate, per_message=args.per_message, sensor=args.sensor,
+                    truth_path=args.truth, progress=True, client=client)  # fmt: skip
+    client.disconnect()
+    client.loop_stop()
     print(f"published {result.published:,} flows in {result.messages:,} messages to {topic} "
           f"in {result.seconds:.1f} s ({result.rate:,.0f} flows/s)")  # fmt: skip
     return 0

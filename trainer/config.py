@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from ids_core.typedconfig import ConfigError, apply_overrides, build, setting
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "trainer.yaml"
+# config/trainer.yaml, shipped inside the package (defaults/trainer.yaml) so a wheel finds it as a checkout does
+DEFAULT_CONFIG = Path(str(resources.files("trainer") / "defaults" / "trainer.yaml"))
 MODEL_NAMES = ("uni-hybrid", "bi-hybrid", "ullah-cnn")
 OPTIMIZERS = ("adam", "adamax", "nadam")
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "Profile", "load_profile"]
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "Profile", "load_profile", "profile_names"]
 
 
 @dataclass
@@ -104,6 +106,15 @@ class Profile:
     compare: list[str] = setting(factory=list, choices=MODEL_NAMES, help="models also trained for Table V")
     export: Export = setting(factory=Export)
     grid: Grid = setting(factory=Grid)
+
+
+def profile_names(path: str | Path = DEFAULT_CONFIG) -> list[str]:
+    """The profiles a trainer YAML defines."""
+    try:
+        profiles = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read trainer config: {e}") from e
+    return sorted(profiles)
 
 
 def load_profile(name: str, path: str | Path = DEFAULT_CONFIG, overrides: list[str] | None = None) -> Profile:

@@ -177,18 +177,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print("== 1/4 training the quick model ==")
     if not args.skip_training:
-        from trainer.cli import main as train_main
-
-        rc = train_main(
-            ["run", "--profile", "quick", "--data", args.data, "--out", str(out), "--model-version", "demo"]
-        )
+        train = [sys.executable, "-m", "trainer.cli", "run", "--profile", "quick", "--data", args.data]
+        rc = subprocess.run([*train, "--out", str(out), "--model-version", "demo"]).returncode
         if rc:
             return rc
     report = json.loads((out / "report.json").read_text())
     data_note = report["data"]["description"]
     spec = json.loads((out / artifacts.SPEC).read_text())
-
-    from flowmeter.replay import connect, read_flows, replay
 
     work = Path(tempfile.mkdtemp(prefix="iotids-demo-"))
     procs: list[subprocess.Popen] = []
@@ -229,26 +224,22 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"agent did not come up; log:\n{(work / 'agent.log').read_text()[-3000:]}")
             time.sleep(0.1)
 
-        rows = read_flows(out / "test_flows.csv")
         if protocol != "5":
             log.warning("MQTT 3.1.1 broker: the agent runs with mqtt.protocol 3.1.1")
-        print(f"== 3/4 replaying {len(rows):,} held-out test flows at {args.rate:,.0f}/s ({data_note}) ==")
+        print(f"== 3/4 replaying the held-out test flows at {args.rate:,.0f}/s ({data_note}) ==")
         start = time.monotonic()
-        result = replay(
-            rows,
-            port=port,
-            topic=f"edge-ids/{GATEWAY}/flows",
-            rate=args.rate,
-            truth_path=out / "demo_truth.jsonl",
-            progress=True,
-            client=connect("127.0.0.1", port, protocol=protocol),
-        )
+        truth_path = out / "demo_truth.jsonl"
+        replay = [sys.executable, "-m", "flowmeter.replay", str(out / "test_flows.csv"), "--port", str(port)]
+        replay += ["--gateway", GATEWAY, "--rate", str(args.rate), "--truth", str(truth_path)]
+        if subprocess.run([*replay, "--protocol", protocol]).returncode:
+            raise RuntimeError("the replay failed")
+        published = len(truth_path.read_text().splitlines())
         deadline = time.monotonic() + 60
-        while len(watcher.verdicts) + len(watcher.dead) < result.published and time.monotonic() < deadline:
+        while len(watcher.verdicts) + len(watcher.dead) < published and time.monotonic() < deadline:
             time.sleep(0.05)
         seconds = time.monotonic() - start
         time.sleep(1.2)  # one more stats message
-        truth = [json.loads(line) for line in (out / "demo_truth.jsonl").read_text().splitlines()]
+        truth = [json.loads(line) for line in truth_path.read_text().splitlines()]
         summary = summarise(truth, watcher, spec["threshold"], seconds)
         summary["data"] = data_note
         summary["broker"] = "mosquitto" if protocol == "5" else "amqtt"
