@@ -10,6 +10,13 @@ Definitions (also in the README):
   in training (unseen → -1). Then Min-Max: ``(x - data_min) * scale``, ``scale = 1 / (max - min)``
   (1 for a constant column), fitted on the training split only, clipped to ``[0, 1]`` so a value
   beyond the training range saturates instead of extrapolating (the int8 input would saturate too).
+  With ``log-minmax`` a signed ``log1p`` comes first and the fit is on the logged values.
+* **Non-finite values** (one rule, trainer and agent alike). CICFlowMeter writes ``Infinity`` for
+  ``Flow_Byts/s`` and ``Flow_Pkts/s`` when a flow lasted 0 µs, and ``NaN`` for ``Flow_Byts/s`` when it
+  also carried no payload (0/0). Such flows are scored, not dropped: ``+inf`` becomes the feature's
+  training maximum, ``-inf`` its training minimum, ``NaN`` becomes ``0`` (raw, before the log); then
+  the normal transform. The training minimum/maximum are fitted on finite values only (the spec's
+  ``data_min``/``data_max``). :func:`replace_nonfinite` is the rule, :func:`finite_range` the fit.
 * **Window.** The model input for a flow is the ``T`` most recent flows (oldest first, ending with
   the flow itself) that share its window key (e.g. ``Src_IP``; no key = one stream), in stream order.
   A stream's first ``T-1`` windows are zero-padded at the start. A window is labelled by its newest
@@ -29,6 +36,8 @@ from typing import Any
 import numpy as np
 
 SPEC_FORMAT = "edge-ids/preprocess-spec/1"
+# The non-finite rule as the spec states it (see the module docstring); a spec naming another rule is refused.
+NONFINITE_RULE: dict[str, str] = {"+inf": "data_max", "-inf": "data_min", "nan": "0"}
 
 
 class SpecError(ValueError):
@@ -53,6 +62,47 @@ class CategoryEncoder:
         return np.array([lookup.get(str(v), -1) for v in values], dtype=np.float64)
 
 
+def finite_range(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column minimum and maximum of the finite values of ``x`` (rows × columns; 0 where none is finite)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-d matrix, got shape {x.shape}")
+    finite = np.isfinite(x)
+    if finite.all():
+        return (x.min(axis=0), x.max(axis=0)) if len(x) else (np.zeros(x.shape[1]), np.zeros(x.shape[1]))
+    lo = np.where(finite, x, np.inf).min(axis=0, initial=np.inf)
+    hi = np.where(finite, x, -np.inf).max(axis=0, initial=-np.inf)
+    none = ~finite.any(axis=0)
+    return np.where(none, 0.0, lo), np.where(none, 0.0, hi)
+
+
+def replace_nonfinite(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The non-finite rule: ``+inf`` → ``hi``, ``-inf`` → ``lo``, ``NaN`` → 0, per column (``x`` itself if finite)."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.isfinite(x).all():
+        return x
+    x = np.where(np.isnan(x), 0.0, x)
+    x = np.where(x == np.inf, hi, x)
+    return np.where(x == -np.inf, lo, x)
+
+
+def nonfinite_counts(x: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """How many values of each column are ``+inf``, ``-inf`` and ``NaN`` (only columns that have any)."""
+    x = np.asarray(x, dtype=np.float64)
+    out: dict[str, dict[str, int]] = {}
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return out
+    for j in np.flatnonzero(bad.any(axis=0)):
+        col = x[:, j]
+        out[names[j]] = {
+            "+inf": int((col == np.inf).sum()),
+            "-inf": int((col == -np.inf).sum()),
+            "nan": int(np.isnan(col).sum()),
+        }
+    return out
+
+
 @dataclass(frozen=True)
 class FeatureTransform:
     """Raw flow columns → Min-Max scaled float32 vectors, as the spec defines them."""
@@ -62,11 +112,19 @@ class FeatureTransform:
     scale: np.ndarray
     encoders: dict[str, CategoryEncoder] = field(default_factory=dict)
     log_scale: bool = False  # signed log1p before Min-Max (keeps heavy-tailed rates apart after int8)
+    data_max: np.ndarray | None = None  # training maximum (logged with log_scale); None: the top of the clip range
 
     def __post_init__(self) -> None:
         n = len(self.features)
         if self.data_min.shape != (n,) or self.scale.shape != (n,):
             raise SpecError(f"scaler has {self.data_min.shape}/{self.scale.shape} values for {n} features")
+        if self.data_max is None:  # a spec from before data_max: +inf saturates at 1 like any value above the range
+            object.__setattr__(self, "data_max", self.data_min + 1.0 / self.scale)
+        elif self.data_max.shape != (n,):
+            raise SpecError(f"scaler has {self.data_max.shape} data_max values for {n} features")
+        values = np.concatenate([self.data_min, self.scale, self.data_max])
+        if not np.isfinite(values).all() or (self.scale <= 0).any():
+            raise SpecError("scaler data_min, data_max and scale must be finite, scale > 0")
         unknown = set(self.encoders) - set(self.features)
         if unknown:
             raise SpecError(f"encoders for columns that are not features: {sorted(unknown)}")
@@ -80,12 +138,12 @@ class FeatureTransform:
         *,
         log_scale: bool = False,
     ) -> FeatureTransform:
-        """Fit Min-Max on ``raw`` (rows × features, categorical columns already encoded)."""
+        """Fit Min-Max on ``raw`` (rows × features, categorical columns already encoded), finite values only."""
         x = _signed_log1p(raw) if log_scale else np.asarray(raw, dtype=np.float64)
-        lo, hi = x.min(axis=0), x.max(axis=0)
+        lo, hi = finite_range(x)
         span = hi - lo
         scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 1.0)
-        return cls(tuple(features), lo, scale, dict(encoders or {}), log_scale)
+        return cls(tuple(features), lo, scale, dict(encoders or {}), log_scale, hi)
 
     def encode_columns(self, columns: dict[str, Sequence[Any]]) -> np.ndarray:
         """Columns by name (numbers, or strings for encoded columns) → raw float64 matrix."""
@@ -96,11 +154,12 @@ class FeatureTransform:
         return out
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """Raw float64 matrix (rows × features) → scaled float32 in [0, 1]."""
+        """Raw float64 matrix (rows × features) → scaled float32 in [0, 1]; non-finite values by the rule."""
         raw = np.asarray(raw, dtype=np.float64)
         if raw.ndim != 2 or raw.shape[1] != len(self.features):
             raise ValueError(f"expected (n, {len(self.features)}) raw features, got {raw.shape}")
-        x = _signed_log1p(raw) if self.log_scale else raw
+        x = _signed_log1p(raw) if self.log_scale else raw  # ±inf stay ±inf, NaN stays NaN
+        x = replace_nonfinite(x, self.data_min, self.data_max)  # log1p(0) = 0: NaN → 0 before or after the log
         return np.clip((x - self.data_min) * self.scale, 0.0, 1.0).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,8 +168,10 @@ class FeatureTransform:
             "scaler": {
                 "kind": "log-minmax" if self.log_scale else "minmax",
                 "data_min": self.data_min.tolist(),
+                "data_max": self.data_max.tolist(),
                 "scale": self.scale.tolist(),
                 "clip": [0.0, 1.0],
+                "nonfinite": dict(NONFINITE_RULE),
             },
             "encoders": {k: {"classes": list(v.classes), "unknown": -1} for k, v in self.encoders.items()},
         }
@@ -119,12 +180,16 @@ class FeatureTransform:
     def from_dict(cls, d: dict[str, Any]) -> FeatureTransform:
         enc = {k: CategoryEncoder(tuple(v["classes"])) for k, v in d.get("encoders", {}).items()}
         sc = d["scaler"]
+        rule = sc.get("nonfinite", NONFINITE_RULE)
+        if rule != NONFINITE_RULE:
+            raise SpecError(f"scaler.nonfinite: expected {NONFINITE_RULE}, got {rule!r}")
         return cls(
             tuple(d["features"]),
             np.asarray(sc["data_min"], dtype=np.float64),
             np.asarray(sc["scale"], dtype=np.float64),
             enc,
             {"minmax": False, "log-minmax": True}[sc.get("kind", "minmax")],
+            np.asarray(sc["data_max"], dtype=np.float64) if "data_max" in sc else None,
         )
 
 

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ids_core.preprocess import (
+    NONFINITE_RULE,
     SPEC_FORMAT,
     CategoryEncoder,
     FeatureTransform,
@@ -24,7 +25,10 @@ from ids_core.preprocess import (
     Quantization,
     SpecError,
     StreamWindows,
+    finite_range,
     gather_windows,
+    nonfinite_counts,
+    replace_nonfinite,
     window_indices,
     window_key,
 )
@@ -214,6 +218,67 @@ def test_feature_transform_log_minmax() -> None:
     assert plain[2] - plain[1] < 0.1
 
 
+# --------------------------------------------------------------------------- the non-finite rule
+
+INF, NAN = math.inf, math.nan
+
+
+def test_finite_range_ignores_non_finite_values() -> None:
+    x = np.array([[1.0, INF, NAN, NAN], [3.0, 5.0, -INF, NAN], [2.0, -1.0, 4.0, NAN]])
+    lo, hi = finite_range(x)
+    np.testing.assert_array_equal(lo, [1.0, -1.0, 4.0, 0.0])  # a column with no finite value: 0
+    np.testing.assert_array_equal(hi, [3.0, 5.0, 4.0, 0.0])
+    lo, hi = finite_range(np.empty((0, 2)))
+    assert lo.tolist() == hi.tolist() == [0.0, 0.0]
+
+
+def test_replace_nonfinite_is_the_rule() -> None:
+    x = np.array([[INF, -INF, NAN], [1.0, 2.0, 3.0]])
+    out = replace_nonfinite(x, np.array([-5.0, -6.0, -7.0]), np.array([5.0, 6.0, 7.0]))
+    np.testing.assert_array_equal(out, [[5.0, -6.0, 0.0], [1.0, 2.0, 3.0]])
+    assert np.isnan(x[0, 2])  # the input is not modified
+    finite = np.ones((2, 3))
+    assert replace_nonfinite(finite, np.zeros(3), np.ones(3)) is finite  # nothing to do: no copy
+
+
+def test_nonfinite_counts() -> None:
+    x = np.array([[INF, 1.0, NAN], [INF, -INF, 2.0], [1.0, 2.0, 3.0]])
+    assert nonfinite_counts(x, ["a", "b", "c"]) == {
+        "a": {"+inf": 2, "-inf": 0, "nan": 0},
+        "b": {"+inf": 0, "-inf": 1, "nan": 0},
+        "c": {"+inf": 0, "-inf": 0, "nan": 1},
+    }
+    assert nonfinite_counts(np.ones((2, 2)), ["a", "b"]) == {}
+
+
+@pytest.mark.parametrize("log_scale", [False, True], ids=["minmax", "log-minmax"])
+def test_transform_applies_the_nonfinite_rule(log_scale: bool) -> None:
+    """+inf → the training maximum, -inf → the minimum, NaN → 0, then the normal transform; fit on finite values."""
+    finite_rows = np.array([[10.0, -4.0, 3.0], [1000.0, 2.0, 9.0], [55.0, 8.0, 5.0]])
+    with_nonfinite = np.vstack([finite_rows, [[INF, -INF, NAN], [NAN, INF, -INF]]])
+    tf = FeatureTransform.fit(["rate", "b", "c"], with_nonfinite, log_scale=log_scale)
+    ref = FeatureTransform.fit(["rate", "b", "c"], finite_rows, log_scale=log_scale)
+    np.testing.assert_array_equal(tf.data_min, ref.data_min)
+    np.testing.assert_array_equal(tf.data_max, ref.data_max)
+    np.testing.assert_array_equal(tf.scale, ref.scale)
+    assert np.isfinite(tf.data_min).all() and np.isfinite(tf.data_max).all()
+    lo_row, hi_row = finite_rows.min(axis=0), finite_rows.max(axis=0)
+    got = tf.transform(np.array([[INF, INF, INF], [-INF, -INF, -INF], [NAN, NAN, NAN]]))
+    np.testing.assert_array_equal(got[0], tf.transform(hi_row[None])[0])  # = 1 for every non-constant column
+    np.testing.assert_array_equal(got[0], [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(got[1], tf.transform(lo_row[None])[0])
+    np.testing.assert_array_equal(got[1], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(got[2], tf.transform(np.zeros((1, 3)))[0])  # NaN is 0 (b: 0 is inside the range)
+    assert 0.0 < got[2, 1] < 1.0
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+
+
+def test_nonfinite_rule_on_a_constant_column_is_its_training_value() -> None:
+    tf = FeatureTransform.fit(["const"], np.array([[7.0], [7.0], [INF]]))
+    np.testing.assert_array_equal(tf.data_max, [7.0])
+    np.testing.assert_array_equal(tf.transform(np.array([[INF], [-INF], [7.0], [9.0]]))[:, 0], [0, 0, 0, 1])
+
+
 def test_category_encoder_and_encode_columns() -> None:
     enc = CategoryEncoder.fit(["10.0.0.2", "10.0.0.1", "10.0.0.2"])
     assert enc.classes == ("10.0.0.1", "10.0.0.2")
@@ -272,6 +337,19 @@ def test_spec_json_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.transform.transform(raw), spec.transform.transform(raw))
     d = json.loads(path.read_text())
     assert d["format"] == SPEC_FORMAT and d["scaler"]["kind"] == "log-minmax" and d["input"]["shape"] == [4, 3]
+    assert d["scaler"]["nonfinite"] == NONFINITE_RULE and d["scaler"]["data_max"] == spec.transform.data_max.tolist()
+    np.testing.assert_array_equal(back.transform.data_max, spec.transform.data_max)
+    inf_row = np.array([[1.0, math.inf, math.nan]])
+    np.testing.assert_array_equal(back.transform.transform(inf_row), spec.transform.transform(inf_row))
+
+
+def test_spec_without_data_max_saturates_infinity_at_the_top() -> None:
+    """A spec written before data_max existed: +inf clips to 1 like any value above the range."""
+    d = json.loads(_spec().to_json())
+    del d["scaler"]["data_max"], d["scaler"]["nonfinite"]
+    tf = PreprocessSpec.from_dict(d).transform
+    np.testing.assert_allclose(tf.data_max, tf.data_min + 1 / tf.scale)
+    np.testing.assert_array_equal(tf.transform(np.array([[0.0, math.inf, -math.inf]]))[0, 1:], [1.0, 0.0])
 
 
 def test_quantization_round_trip() -> None:
@@ -298,6 +376,10 @@ def _mutated(change) -> dict:
         (lambda d: d.update(threshold=1.0), "threshold"),
         (lambda d: d["window"].update(length=0), "window.length"),
         (lambda d: d["input"].update(shape=[62, 3]), r"input.shape \[62, 3\]"),
+        (lambda d: d["scaler"].update(nonfinite={"+inf": "drop"}), "scaler.nonfinite"),
+        (lambda d: d["scaler"].update(data_max=[0.0, 1.0]), "data_max"),
+        (lambda d: d["scaler"].update(data_min=[0.0, float("inf"), 1.0]), "finite"),
+        (lambda d: d["scaler"].update(scale=[1.0, 0.0, 1.0]), "scale > 0"),
     ],
 )
 def test_spec_errors(change, message: str) -> None:
