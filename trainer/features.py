@@ -1,7 +1,8 @@
 """Feature engineering (paper step 4): Extra-Trees importance ranking, keep the top k; then Min-Max.
 
 Both are fitted on the training split only. (The paper selects and normalises before splitting,
-which lets test rows shape the scaler; the report says so.)
+which lets test rows shape the scaler; the report says so.) Rows with inf/NaN take part in both, by
+the shared non-finite rule; Min-Max is fitted on the finite values.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from sklearn.ensemble import ExtraTreesClassifier
 
 from ids_core.columns import IDENTIFIER_COLUMNS, NUMERIC_COLUMNS
-from ids_core.preprocess import CategoryEncoder, FeatureTransform
+from ids_core.preprocess import CategoryEncoder, FeatureTransform, finite_range, replace_nonfinite
 from trainer.windows import raw_features
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def select_features(
         len(raw),
     )
     trees = ExtraTreesClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=-1)
-    trees.fit(raw, train["y"].to_numpy())
+    trees.fit(replace_nonfinite(raw, *finite_range(raw)), train["y"].to_numpy())  # the non-finite rule, raw scale
     order = np.argsort(-trees.feature_importances_, kind="stable")
     importances = [(candidates[i], float(trees.feature_importances_[i])) for i in order]
     if top_k > len(candidates):

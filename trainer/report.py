@@ -26,6 +26,21 @@ def _f(v: float | None, digits: int = 6) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
+def _nonfinite_line(cleaning: dict[str, Any]) -> str:
+    """The kept rows with inf/NaN, per column (the paper dropped them)."""
+    by_col = cleaning.get("nonfinite_by_column", {})
+    cols = "; ".join(
+        f"`{c}` " + ", ".join(f"{n:,} {kind}" for kind, n in kinds.items() if n) for c, kinds in by_col.items()
+    )
+    return (
+        f"- Rows with a non-finite value (zero-duration flows: CICFlowMeter writes `Infinity` rates, `NaN` for 0/0): "
+        f"{cleaning.get('nonfinite_rows', 0):,} ({cleaning.get('nonfinite_malicious', 0):,} malicious), "
+        f"**kept** — per column: {cols or 'none'}. **The paper dropped them**; here they are scored by the shared "
+        "rule (+inf → the feature's training maximum, −inf → its minimum, NaN → 0, then Min-Max), in training, "
+        "evaluation and on the gateway alike."
+    )
+
+
 def write_report(s: dict[str, Any], path: Path) -> Path:
     data, cleaning, prof = s["data"], s["data"]["cleaning"], s["profile"]
     models = s["results"]["models"]
@@ -45,11 +60,12 @@ def write_report(s: dict[str, Any], path: Path) -> Path:
     lines += [
         "",
         "## Data and preprocessing",
-        f"- Rows read: {cleaning['raw_rows']:,}; dropped with inf/NaN: {cleaning['dropped_nonfinite']:,}; "
-        f"without a label: {cleaning['dropped_no_label']:,}; with an unreadable Timestamp: "
-        f"{cleaning['dropped_bad_timestamp']:,}; kept: {cleaning['rows']:,} "
+        f"- Rows read: {cleaning['raw_rows']:,}; dropped with an empty or non-numeric value: "
+        f"{cleaning['dropped_non_numeric']:,}; without a label: {cleaning['dropped_no_label']:,}; with an "
+        f"unreadable Timestamp: {cleaning['dropped_bad_timestamp']:,}; kept: {cleaning['rows']:,} "
         f"({cleaning['malicious']:,} malicious / {cleaning['benign']:,} benign). "
-        "(Paper: 625,783 → 625,415.)",
+        "(Paper: 625,783 → 625,415, because it also dropped the rows with inf/NaN.)",
+        _nonfinite_line(cleaning),
         f"- Categories after cleaning: {', '.join(f'{k} {v:,}' for k, v in cleaning['categories'].items())}.",
         f"- Rows whose 79 numeric features duplicate another row: {cleaning['duplicate_feature_rows']:,}.",
         f"- Stratified split (seed {prof['seed']}): {s['split']['train']:,} train / {s['split']['test']:,} test "

@@ -31,19 +31,24 @@ def test_sample_counts(sample_csv: Path) -> None:
     assert not table.synthetic
     assert not table.has_timestamp and table.identifiers == []
     assert c["raw_rows"] == 10_000
-    assert c["dropped_nonfinite"] == 1
-    assert c["dropped_no_label"] == 0 and c["dropped_bad_timestamp"] == 0 and c["non_numeric_values"] == 0
-    assert c["rows"] == len(table.frame) == 9_999
-    assert (c["malicious"], c["benign"]) == (7_999, 2_000)
-    # the one inf row is a Mirai flow (SOURCE.txt)
-    assert c["categories"] == {"DoS": 2000, "MITM ARP Spoofing": 2000, "Mirai": 1999, "Normal": 2000, "Scan": 2000}
+    assert c["dropped_non_numeric"] == 0 and c["non_numeric_values"] == 0
+    assert c["dropped_no_label"] == 0 and c["dropped_bad_timestamp"] == 0
+    # the one zero-duration row (Flow_Byts/s = Flow_Pkts/s = inf, a Mirai flow per SOURCE.txt) is kept and counted
+    assert c["rows"] == len(table.frame) == 10_000
+    assert c["nonfinite_rows"] == 1 and c["nonfinite_malicious"] == 1
+    assert c["nonfinite_by_column"] == {
+        "Flow_Byts/s": {"+inf": 1, "-inf": 0, "nan": 0},
+        "Flow_Pkts/s": {"+inf": 1, "-inf": 0, "nan": 0},
+    }
+    assert (c["malicious"], c["benign"]) == (8_000, 2_000)
+    assert c["categories"] == {"DoS": 2000, "MITM ARP Spoofing": 2000, "Mirai": 2000, "Normal": 2000, "Scan": 2000}
     # 4 feature vectors occur twice with different Targets (SOURCE.txt)
     assert c["duplicate_feature_rows"] == 4
-    assert "real IoTID20 data" in table.describe() and "9,999 rows" in table.describe()
+    assert "real IoTID20 data" in table.describe() and "10,000 rows" in table.describe()
 
 
 def test_sample_values_and_labels_match_the_file(sample_csv: Path) -> None:
-    """Kept rows are the file's finite rows, in file order, with the file's values; y = (Target != Normal)."""
+    """Kept rows are all the file's rows, in file order, with the file's values (inf too); y = (Target != Normal)."""
     table = load_csv(sample_csv)
     header, body = _raw_tokens(sample_csv)
     cols = [header.index(c) for c in NUMERIC_COLUMNS]
@@ -53,8 +58,8 @@ def test_sample_values_and_labels_match_the_file(sample_csv: Path) -> None:
     bad = body[int(np.flatnonzero(~finite)[0])]
     assert bad[header.index("Target")] == "Mirai"
     assert bad[header.index("Flow_Byts/s")].lower() == bad[header.index("Flow_Pkts/s")].lower() == "inf"
-    np.testing.assert_array_equal(table.frame[list(NUMERIC_COLUMNS)].to_numpy(), raw[finite])
-    target = np.array([r[header.index("Target")] for r in body])[finite]
+    np.testing.assert_array_equal(table.frame[list(NUMERIC_COLUMNS)].to_numpy(), raw)
+    target = np.array([r[header.index("Target")] for r in body])
     np.testing.assert_array_equal(table.frame["category"].to_numpy(dtype=str), target)
     np.testing.assert_array_equal(table.frame["y"].to_numpy(), (target != "Normal").astype(np.int8))
     assert table.frame["y"].dtype == np.int8
@@ -90,22 +95,64 @@ def test_fullschema_head(fullschema_csv: Path) -> None:
 
 
 def test_full_layout_labels_and_bad_rows(fullschema_csv: Path, tmp_path: Path) -> None:
-    """Label/Cat → y (Normal → 0), a Label/Cat disagreement is counted, bad Timestamp / inf / no label dropped."""
+    """Label/Cat → y (Normal → 0), a Label/Cat disagreement counted, bad Timestamp and empty cell dropped, inf kept."""
     raw = pd.read_csv(fullschema_csv, dtype=str)
     raw.loc[0, ["Label", "Cat", "Sub_Cat"]] = ["Normal", "Normal", "Normal"]
     raw.loc[1, "Label"] = "Normal"  # Cat stays DoS: a mismatch, Cat wins
     raw.loc[2, "Timestamp"] = "2019-07-11T01:24:48"  # not the IoTID20 format
     raw.loc[3, "Flow_Pkts/s"] = "inf"
+    raw.loc[4, "Idle_Min"] = ""  # an empty cell: a damaged row, not a NaN from 0/0
     path = tmp_path / "edited.csv"
     raw.to_csv(path, index=False)
     table = load_csv(path)
     c = table.counts
     assert (c["raw_rows"], c["rows"]) == (5, 3)
-    assert c["dropped_nonfinite"] == 1 and c["dropped_bad_timestamp"] == 1
+    assert c["dropped_bad_timestamp"] == 1 and c["dropped_non_numeric"] == 1 and c["non_numeric_values"] == 1
+    assert c["nonfinite_rows"] == 1 and c["nonfinite_by_column"] == {"Flow_Pkts/s": {"+inf": 1, "-inf": 0, "nan": 0}}
     assert c["label_cat_mismatch"] == 1
     assert table.frame["category"].tolist() == ["Normal", "DoS", "Mirai"]
+    assert table.frame["Flow_Pkts/s"].tolist()[2] == np.inf
     assert table.frame["y"].tolist() == [0, 1, 1]
     assert (c["malicious"], c["benign"]) == (2, 1)
+
+
+ZERO_DURATION_COLUMNS = [c for c in NUMERIC_COLUMNS if "IAT" in c or c.startswith(("Active", "Idle"))]
+
+
+def zero_duration(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s flows as CICFlowMeter writes them when they last 0 µs (tools/cicflowmeter/README.md, quirk 10):
+    ``Flow Byts/s`` Infinity (NaN with no payload: 0/0), ``Flow Pkts/s`` Infinity, per-direction rates and IATs 0."""
+    out = frame.copy()
+    payload = out["TotLen_Fwd_Pkts"].astype(float) + out["TotLen_Bwd_Pkts"].astype(float)
+    out["Flow_Duration"] = 0
+    out["Flow_Byts/s"] = np.where(payload > 0, np.inf, np.nan)
+    out["Flow_Pkts/s"] = np.inf
+    out[["Fwd_Pkts/s", "Bwd_Pkts/s", *ZERO_DURATION_COLUMNS]] = 0.0
+    return out
+
+
+def test_cleaning_keeps_and_counts_zero_duration_flows(sample_csv: Path, tmp_path: Path) -> None:
+    """Attack rows turned into zero-duration flows, written with Java's Infinity/NaN: all kept, counted per column."""
+    raw = pd.read_csv(sample_csv)
+    attacks = raw[raw["Target"] != "Normal"].groupby("Target").head(5)
+    zero = zero_duration(attacks)
+    n_nan = int(zero["Flow_Byts/s"].isna().sum())
+    assert 0 < n_nan < len(zero)  # both kinds: with and without payload
+    path = tmp_path / "zero.csv"
+    zero.to_csv(path, index=False, na_rep="NaN")
+    text = path.read_text()
+    path.write_text(text.replace(",inf,", ",Infinity,"))  # CICFlowMeter's spelling (Double.toString)
+    assert "Infinity" in path.read_text() and ",NaN," in path.read_text()
+    table = load_csv(path)
+    c = table.counts
+    assert c["rows"] == c["raw_rows"] == len(zero) == 20 and c["malicious"] == 20
+    assert c["dropped_non_numeric"] == 0 and c["nonfinite_rows"] == 20 and c["nonfinite_malicious"] == 20
+    assert c["nonfinite_by_column"] == {
+        "Flow_Byts/s": {"+inf": len(zero) - n_nan, "-inf": 0, "nan": n_nan},
+        "Flow_Pkts/s": {"+inf": len(zero), "-inf": 0, "nan": 0},
+    }
+    got = table.frame[list(NUMERIC_COLUMNS)].to_numpy()
+    np.testing.assert_array_equal(got, zero[list(NUMERIC_COLUMNS)].to_numpy(dtype=float))  # NaN == NaN here
 
 
 # --------------------------------------------------------------------------- synthetic files
@@ -121,10 +168,9 @@ def test_synthetic_csv_loads_as_full_layout(tmp_path: Path) -> None:
     table = load_csv(path, synthetic=True)
     assert table.layout == "full" and table.synthetic
     assert table.counts["raw_rows"] == 3000
-    assert table.counts["dropped_nonfinite"] == n_inf
-    assert table.counts["rows"] == len(table.frame) == 3000 - n_inf
-    assert np.isfinite(table.frame[list(NUMERIC_COLUMNS)].to_numpy()).all()
-    assert table.counts["malicious"] == int((raw["Label"] != "Normal").sum()) - n_inf  # inf rows are Anomaly
+    assert table.counts["nonfinite_rows"] == n_inf  # kept (issue 8)
+    assert table.counts["rows"] == len(table.frame) == 3000
+    assert table.counts["malicious"] == int((raw["Label"] != "Normal").sum())
     assert table.identifiers == list(IDENTIFIER_COLUMNS) and table.frame["timestamp"].notna().all()
     assert "SYNTHETIC" in table.describe()
     # a path given by name is marked synthetic by its file name
@@ -161,7 +207,7 @@ def test_auto_picks_the_real_sample(sample_csv: Path, tmp_path: Path) -> None:
         pytest.skip("IOTID20_DATA_DIR points away from the trainer's default sample location")
     table = resolve_source("auto", synthetic_rows=100, seed=0, workdir=tmp_path)
     assert table.source == str(data_mod.default_sample_path())
-    assert table.layout == "sample" and not table.synthetic and len(table.frame) == 9_999
+    assert table.layout == "sample" and not table.synthetic and len(table.frame) == 10_000
     assert list(tmp_path.iterdir()) == [], "no synthetic file is written when the sample is there"
 
 
