@@ -10,10 +10,19 @@ is safe to republish on a dead-letter topic.
 Decisions (documented contract):
 
 * Model features must be JSON numbers. Numeric strings (``"12.5"``) are rejected as ``non_numeric``
-  (the schema says number; coercing would hide publisher bugs), except strings spelling infinity or
-  NaN (``"inf"``, as in CSV exports), which are ``non_finite``. Booleans and ``null`` are
-  ``non_numeric``. ``NaN``/``Infinity`` literals and numbers overflowing float64 (``1e400``, huge
-  integers) are ``non_finite``.
+  (the schema says number; coercing would hide publisher bugs). Booleans and ``null`` are
+  ``non_numeric``.
+* Non-finite numbers are **accepted and scored** (issue 8: CICFlowMeter writes ``Infinity`` rates for a
+  zero-duration flow and ``NaN`` for 0/0; rejecting them let an attacker who keeps flows to one instant
+  go unscored). They arrive as the ``NaN``/``Infinity``/``-Infinity`` literals (a JSON extension that
+  Python's ``json``, Java's and the flow meter write) or as numbers overflowing float64 (``1e400``, huge
+  integers → ±inf). ``FlowRecord.values`` keeps them as they are; the scorer's transform applies the
+  one non-finite rule of ``ids_core.preprocess`` (+inf → training maximum, -inf → minimum, NaN → 0), as
+  the trainer did. ``FlowRecord.nonfinite`` counts them per record, for the stats.
+* Strings spelling them (``"inf"``, ``"Infinity"``, ``"NaN"``) stay **rejected** as ``non_numeric``, with a
+  hint to send the literal: they are strings like ``"12.5"``, the schema says number, and a publisher that
+  quotes numbers has a bug that should be loud; the publishers we ship (``flowmeter``'s replay, the flow
+  meter) write the literal. ``non_finite`` is therefore no longer a reason code.
 * Categorical features (the spec's label-encoded columns) may be a string or an integer; the raw
   value goes to ``FlowRecord.categories`` as a string and ``values`` holds NaN at that position.
   Anything else is ``bad_identifier`` (they are identifier columns).
@@ -24,10 +33,14 @@ Decisions (documented contract):
   string. Strings are at most ``RecordLimits.max_ident_chars`` long and must be encodable as UTF-8
   (no lone surrogates from ``\\ud800`` escapes).
 * A column we read that appears under both spellings (``Src IP`` and ``Src_IP``) is
-  ``duplicate_field``. Within one spelling JSON's duplicate keys follow ``json``: the last one wins.
+  ``duplicate_field``, and so is any key given twice in one record (``{"seq": 1, "seq": 2}``: JSON
+  leaves the meaning open, I-JSON forbids it; ``json`` would silently keep the last). Duplicates are
+  found without slowing the common message: with no backslash in the text, ``'":'`` occurs exactly once
+  per key of every object, so when that count equals the keys of the parsed records there is none;
+  otherwise (escapes, nested objects, a space before a colon, a duplicate) the message is parsed again
+  with a pairs hook that marks records holding a key twice.
 * A record gets the first failing reason, checked in this order: ``not_an_object``,
-  ``too_many_keys``, ``duplicate_field``, ``missing_field``, ``bad_identifier``, ``non_numeric``,
-  ``non_finite``.
+  ``too_many_keys``, ``duplicate_field``, ``missing_field``, ``bad_identifier``, ``non_numeric``.
 """
 
 from __future__ import annotations
@@ -71,6 +84,7 @@ IDENTIFIER_FIELDS: tuple[tuple[str, str, int], ...] = (
 _INT_RANGE = {_PORT: (0, 65535), _PROTO: (0, 255), _SEQ: (0, 2**63 - 1)}
 _NUM_TYPES = frozenset({int, float})
 _NONFINITE_STRINGS = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+_NONFINITE_HINT = " (a string; send the JSON literal NaN, Infinity or -Infinity)"
 
 
 class Reason(StrEnum):
@@ -83,11 +97,10 @@ class Reason(StrEnum):
     NOT_AN_OBJECT = "not_an_object"  # top level neither object nor array, or an array element
     TOO_MANY_RECORDS = "too_many_records"
     TOO_MANY_KEYS = "too_many_keys"
-    DUPLICATE_FIELD = "duplicate_field"  # a column we read, given with and without spaces
+    DUPLICATE_FIELD = "duplicate_field"  # a key given twice, or a column we read with and without spaces
     MISSING_FIELD = "missing_field"  # a model feature is absent
     BAD_IDENTIFIER = "bad_identifier"  # identifier / categorical feature of wrong type, range or length
-    NON_NUMERIC = "non_numeric"
-    NON_FINITE = "non_finite"
+    NON_NUMERIC = "non_numeric"  # a model feature that is not a JSON number (non-finite literals are numbers)
     INTERNAL_ERROR = "internal_error"  # a parser bug; the message is rejected instead of raising
 
 
@@ -115,7 +128,8 @@ class FlowRecord:
     """One accepted flow.
 
     ``values`` are the model's features in order (float64; NaN at categorical positions, whose raw
-    values are in ``categories``). Rows of one message are views of one array: do not mutate them.
+    values are in ``categories``; ±inf/NaN as sent, see the module docstring). Rows of one message are
+    views of one array: do not mutate them.
     """
 
     values: np.ndarray
@@ -123,6 +137,7 @@ class FlowRecord:
     key: str
     categories: dict[str, str] = field(default_factory=dict)
     index: int = 0  # position in the message
+    nonfinite: int = 0  # how many of its numeric features were NaN/±inf (scored by the non-finite rule)
 
 
 @dataclass(slots=True)
@@ -286,23 +301,27 @@ def _category(v: Any, max_chars: int) -> tuple[str | None, str | None]:
     return None, f"expected a string or integer, got {_describe(v)}"
 
 
-def _row_problem(names: Sequence[str], row: Sequence[Any]) -> tuple[Reason, str] | None:
-    """Why a row of feature values is not all finite-able numbers (None when it is)."""
+def _as_float(v: int) -> float:
+    """An integer as float64; beyond float64's range it overflows to ±inf, as ``1e400`` does in ``json``."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def _float_row(names: Sequence[str], row: Sequence[Any]) -> tuple[tuple[float, ...] | None, str | None]:
+    """A row of feature values as floats, or ``(None, why not)`` for the first value that is not a number."""
     for name, v in zip(names, row, strict=True):
         t = type(v)
-        if t is float:
+        if t is float or t is int:
             continue
-        if t is int:
-            try:
-                float(v)
-            except OverflowError:
-                return Reason.NON_FINITE, f"field {name!r}: expected a finite number, got {_describe(v)}"
-            continue
-        if t is str and v.strip().lower() in _NONFINITE_STRINGS:
-            return Reason.NON_FINITE, f"field {name!r}: expected a finite number, got {_describe(v)}"
-        hint = " (numeric strings are not accepted; send a JSON number)" if t is str else ""
-        return Reason.NON_NUMERIC, f"field {name!r}: expected a number, got {_describe(v)}{hint}"
-    return None
+        if t is str:
+            spelled = v.strip().lower() in _NONFINITE_STRINGS
+            hint = _NONFINITE_HINT if spelled else " (numeric strings are not accepted; send a JSON number)"
+        else:
+            hint = ""
+        return None, f"field {name!r}: expected a number, got {_describe(v)}{hint}"
+    return tuple(v if type(v) is float else _as_float(v) for v in row), None
 
 
 def _getter(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -431,15 +450,17 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     if not text.strip():
         return whole(Reason.EMPTY, "expected a flow record or an array of them, got an empty payload")
     try:
-        # NaN / Infinity / -Infinity literals become floats here (json's default) and are rejected as
-        # non_finite below; the default decoder is reused (a parse_constant argument builds one per call).
+        # NaN / Infinity / -Infinity literals become floats here (json's default) and are scored by the
+        # non-finite rule; the default decoder is reused (a parse_constant argument builds one per call).
         doc = json.loads(text)
+        if _may_repeat_keys(text, doc):
+            doc = _DUP_MARKING.decode(text)  # the rare message: parse again, marking records with a repeated key
     except RecursionError:
         return whole(Reason.INVALID_JSON, f"expected JSON, got nesting deeper than {sys.getrecursionlimit()}")
     except ValueError as e:  # JSONDecodeError, or an integer beyond Python's digit limit
         return whole(Reason.INVALID_JSON, f"expected JSON, got {e}")
 
-    if type(doc) is dict:
+    if type(doc) is dict or type(doc) is _RepeatedKeys:
         items: list[Any] = [doc]
     elif type(doc) is list:
         items = doc
@@ -450,6 +471,41 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     else:
         return whole(Reason.NOT_AN_OBJECT, f"expected a JSON object or array of objects, got {_describe(doc)}")
     return _parse_records(items, plan, limits)
+
+
+class _RepeatedKeys(dict):
+    """A JSON object that held a key more than once (``repeated``: the first such key); the last value kept."""
+
+    repeated: str = ""
+
+
+def _mark_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) == len(pairs):
+        return d
+    out = _RepeatedKeys(d)
+    seen: set[str] = set()
+    out.repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    return out
+
+
+_DUP_MARKING = json.JSONDecoder(object_pairs_hook=_mark_repeats)
+
+
+def _may_repeat_keys(text: str, doc: Any) -> bool:
+    """False when no object of ``doc`` can have held a key twice (cheap); True means: check with the pairs hook.
+
+    Without backslashes every ``"`` in the text delimits a string, so ``'":'`` ends exactly the keys that
+    are written without a space before their colon: at most one per key/value pair in the text. If that
+    count equals the keys of the parsed records (flat objects), no pair was lost to a repeated key.
+    """
+    if type(doc) is dict:
+        n_keys = len(doc)
+    elif type(doc) is list and doc and all(type(r) is dict for r in doc):
+        n_keys = sum(map(len, doc))
+    else:
+        return type(doc) is list and any(type(r) is dict for r in doc)  # mixed arrays: let the hook decide
+    return "\\" in text or text.count('":') != n_keys
 
 
 def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple[list[FlowRecord], list[Rejected]]:
@@ -469,11 +525,15 @@ def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple
     last_normal: tuple[str, ...] = ()
     last_dup: str | None = None
     for i, rec in enumerate(items):
-        if type(rec) is not dict:
+        if type(rec) is not dict and type(rec) is not _RepeatedKeys:
             reject(i, Reason.NOT_AN_OBJECT, f"record {i}: expected a JSON object, got {_describe(rec)}", rec)
             continue
         if len(rec) > max_keys:
             reject(i, Reason.TOO_MANY_KEYS, f"record {i}: expected at most {max_keys} keys, got {len(rec)}", rec)
+            continue
+        if type(rec) is _RepeatedKeys:
+            detail = f"field {rec.repeated!r}: expected each key once, got it more than once in one record"
+            reject(i, Reason.DUPLICATE_FIELD, detail, rec, _identifiers(rec, max_chars)[0])
             continue
         if " " in "".join(rec):  # CICFlowMeter spellings: normalise
             layout = tuple(rec)
@@ -527,28 +587,20 @@ def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple
         except OverflowError:  # an integer beyond float64: find it row by row
             arr = None
     if arr is None:
-        keep = []
-        for j, (entry, row) in enumerate(zip(pending, rows, strict=True)):
-            bad = _row_problem(plan.numeric, row)
-            if bad is None:
-                keep.append(j)
-            else:
+        keep, floats = [], []
+        for entry, row in zip(pending, rows, strict=True):
+            as_floats, problem = _float_row(plan.numeric, row)
+            if as_floats is None:
                 i, rec, ident = entry[0], entry[1], entry[2]
-                reject(i, bad[0], bad[1], rec, ident)
-        pending = [pending[j] for j in keep]
-        arr = np.array([tuple(map(float, rows[j])) for j in keep], dtype=np.float64)
-        arr = arr.reshape(len(keep), len(plan.numeric))
+                reject(i, Reason.NON_NUMERIC, problem, rec, ident)  # type: ignore[arg-type]
+            else:
+                keep.append(entry)
+                floats.append(as_floats)
+        pending = keep
+        arr = np.array(floats, dtype=np.float64).reshape(len(keep), len(plan.numeric))
 
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        for j in np.flatnonzero(~finite):
-            i, rec, ident = pending[j][:3]
-            col = int(np.flatnonzero(~np.isfinite(arr[j]))[0])
-            name = plan.numeric[col]
-            detail = f"field {name!r}: expected a finite number, got {_describe(rec[name])}"
-            reject(int(i), Reason.NON_FINITE, detail, rec, ident)
-        pending = [p for p, ok in zip(pending, finite.tolist(), strict=True) if ok]
-        arr = arr[finite]
+    finite = np.isfinite(arr)
+    nonfinite = None if finite.all() else (~finite).sum(axis=1).tolist()  # scored by the rule, counted here
 
     if categorical:
         values = np.full((len(arr), len(plan.features)), np.nan)
@@ -556,6 +608,9 @@ def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple
     else:
         values = arr
     accepted = [FlowRecord(values[j], ident, key, cats, i) for j, (i, _, ident, cats, key) in enumerate(pending)]
+    if nonfinite is not None:
+        for record, n in zip(accepted, nonfinite, strict=True):
+            record.nonfinite = n
     if rejected:
         rejected.sort(key=lambda r: r.index if r.index is not None else -1)
     return accepted, rejected
@@ -566,8 +621,16 @@ def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple
 
 def flow_record_schema(limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a flow message, generated from this module's constants."""
-    finite = {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max}
-    props: dict[str, Any] = {c: {"$ref": "#/$defs/finiteNumber"} for c in NUMERIC_COLUMNS}
+    feature = {
+        "type": "number",
+        "description": (
+            "a JSON number. Zero-duration flows carry non-finite rates: the agent also accepts the literals NaN, "
+            "Infinity and -Infinity (a JSON extension, as CICFlowMeter and Python write them) and numbers beyond "
+            "float64 (as +/-Infinity), and scores them by the trainer's rule (+Infinity -> the feature's training "
+            'maximum, -Infinity -> its minimum, NaN -> 0). Strings such as "inf" are rejected (non_numeric).'
+        ),
+    }
+    props: dict[str, Any] = {c: {"$ref": "#/$defs/featureNumber"} for c in NUMERIC_COLUMNS}
     ident_text = {"type": ["string", "integer"], "maxLength": limits.max_ident_chars}
     for col, _, kind in IDENTIFIER_FIELDS:
         if kind == _STR:
@@ -593,7 +656,8 @@ def flow_record_schema(limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
             "One flow record or an array of them, published to <prefix>/<gateway>/flows. Keys are IoTID20 "
             "column names; CICFlowMeter spellings with spaces instead of underscores are accepted by the "
             "agent too. Which numeric columns are required depends on the deployed model's spec.json "
-            "(its 'features'); the identifiers are optional. Generated by agent.records.flow_record_schema."
+            "(its 'features'); the identifiers are optional. A record may not hold a key twice "
+            "(duplicate_field). Generated by agent.records.flow_record_schema."
         ),
         "oneOf": [
             {"$ref": "#/$defs/flowRecord"},
@@ -605,7 +669,7 @@ def flow_record_schema(limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
             },
         ],
         "$defs": {
-            "finiteNumber": finite,
+            "featureNumber": feature,
             "flowRecord": {
                 "type": "object",
                 "maxProperties": limits.max_keys,

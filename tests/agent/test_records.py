@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -223,11 +224,9 @@ RECORD_CASES = [
     pytest.param(rec(Flow_Duration=None), None, Reason.NON_NUMERIC, "Flow_Duration", id="null"),
     pytest.param(rec(Flow_Duration=[1]), None, Reason.NON_NUMERIC, "Flow_Duration", id="list"),
     pytest.param(rec(Flow_Duration={"v": 1}), None, Reason.NON_NUMERIC, "Flow_Duration", id="object"),
-    pytest.param(rec(Flow_Byts__s=math.nan), None, Reason.NON_FINITE, "Flow_Byts/s", id="NaN_literal"),
-    pytest.param(rec(Flow_Byts__s=math.inf), None, Reason.NON_FINITE, "Flow_Byts/s", id="Infinity"),
-    pytest.param(rec(Flow_Byts__s=-math.inf), None, Reason.NON_FINITE, "Flow_Byts/s", id="-Infinity"),
-    pytest.param(rec(Flow_Byts__s=10**400), None, Reason.NON_FINITE, "Flow_Byts/s", id="huge_int"),
-    pytest.param(rec(Flow_Byts__s="inf"), None, Reason.NON_FINITE, "Flow_Byts/s", id="inf_string"),
+    pytest.param(rec(Flow_Byts__s="inf"), None, Reason.NON_NUMERIC, "Flow_Byts/s", id="inf_string"),
+    pytest.param(rec(Flow_Byts__s="-Infinity"), None, Reason.NON_NUMERIC, "Flow_Byts/s", id="Infinity_string"),
+    pytest.param(rec(Flow_Byts__s="NaN"), None, Reason.NON_NUMERIC, "Flow_Byts/s", id="NaN_string"),
     pytest.param(rec(Src_IP=["10.0.0.1"]), None, Reason.BAD_IDENTIFIER, "Src_IP", id="ident_list"),
     pytest.param(rec(Src_IP="1" * 33), TIGHT, Reason.BAD_IDENTIFIER, "Src_IP", id="ident_too_long"),
     pytest.param(rec(Src_IP=True), None, Reason.BAD_IDENTIFIER, "Src_IP", id="ident_bool"),
@@ -256,6 +255,124 @@ def test_record_level_reasons(record: Any, limits: RecordLimits | None, reason: 
     assert 0 < len(bad.excerpt) <= EXCERPT_CHARS
     bad.excerpt.encode("utf-8")  # safe to republish (no lone surrogates)
     json.dumps(bad.to_dict(), allow_nan=False).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- non-finite values (issue 8)
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ("Infinity", math.inf),
+        ("-Infinity", -math.inf),
+        ("NaN", math.nan),
+        ("1e400", math.inf),
+        ("-1e400", -math.inf),
+        ("1" + "0" * 400, math.inf),  # an integer beyond float64
+        ("-1" + "0" * 400, -math.inf),
+    ],
+)
+def test_nonfinite_numbers_are_accepted_as_they_are_and_counted(literal: str, value: float) -> None:
+    """Zero-duration flows (CICFlowMeter: Infinity rates, NaN for 0/0) are scored, not dead-lettered."""
+    text = json.dumps([BASE, rec(Flow_Byts__s="@@"), BASE]).replace('"@@"', literal)
+    accepted, rejected = parse_flows(text.encode(), FEATURES)
+    assert rejected == [] and [a.index for a in accepted] == [0, 1, 2]
+    got = accepted[1].values[1]
+    assert (math.isnan(got) and math.isnan(value)) or got == value
+    assert [a.nonfinite for a in accepted] == [0, 1, 0]
+    assert accepted[1].values[[0, 2]].tolist() == [75.0, 1.0]
+
+
+def test_zero_duration_record_as_cicflowmeter_writes_it() -> None:
+    """Both rates non-finite in one record (NaN bytes/s: no payload), spaced names, a categorical feature."""
+    text = (
+        '{"Flow ID": "f", "Src IP": "10.0.0.1", "Flow Duration": 0, "Flow Byts/s": NaN, "Flow Pkts/s": Infinity, '
+        '"Tot Fwd Pkts": 1, "Protocol": 6}'
+    )
+    feats = ("Flow_Duration", "Flow_Byts/s", "Flow_Pkts/s", "Tot_Fwd_Pkts", "Protocol")
+    (a,), rejected = parse_flows(text.encode(), feats, categorical=("Protocol",))
+    assert rejected == [] and a.nonfinite == 2 and a.categories == {"Protocol": "6"}
+    assert a.values[0] == 0.0 and np.isnan(a.values[1]) and a.values[2] == math.inf and a.values[3] == 1.0
+
+
+def test_strings_spelling_nonfinite_values_are_rejected_with_a_hint() -> None:
+    for spelled in ("inf", "Infinity", " -inf", "nan", "NaN"):
+        bad = only_rejection(rec(Flow_Byts__s=spelled))
+        assert bad.reason == "non_numeric" and "send the JSON literal NaN, Infinity or -Infinity" in bad.detail
+    bad = only_rejection(rec(Flow_Byts__s="12.5"))
+    assert "numeric strings are not accepted" in bad.detail
+
+
+# --------------------------------------------------------------------------- repeated keys (issue 8)
+
+
+def _obj(pairs: list[tuple[str, Any]], sep: str = ": ") -> str:
+    """A JSON object from ``pairs``, repeated keys kept (``json.dumps`` cannot write them)."""
+    return "{" + ", ".join(f"{json.dumps(k)}{sep}{json.dumps(v)}" for k, v in pairs) + "}"
+
+
+BASE_PAIRS = list(BASE.items())
+
+
+@pytest.mark.parametrize(
+    ("pairs", "sep", "named"),
+    [
+        ([*BASE_PAIRS, ("seq", 8)], ": ", "seq"),  # an identifier twice: which seq was it?
+        ([*BASE_PAIRS, ("Flow_Duration", 0)], ": ", "Flow_Duration"),  # a feature twice
+        ([*BASE_PAIRS, ("Flow_Duration", 0)], ":", "Flow_Duration"),  # compact separators
+        ([*BASE_PAIRS, ("Flow_Duration", 0)], " : ", "Flow_Duration"),  # a space before the colon
+        ([*BASE_PAIRS, ("vlan", 1), ("vlan", 2)], ": ", "vlan"),  # a column we do not read: still ambiguous
+        ([*BASE_PAIRS, ("Flow ID", "x"), ("Flow ID", "y")], ": ", "Flow ID"),  # a spaced spelling twice
+        ([*BASE_PAIRS, ("note", 'a \\ "b":'), ("seq", 9)], ": ", "seq"),  # escapes and '":' inside a string
+    ],
+)
+def test_a_key_given_twice_is_duplicate_field(pairs: list[tuple[str, Any]], sep: str, named: str) -> None:
+    good = _obj(BASE_PAIRS, sep)
+    accepted, rejected = parse_flows(f"[{good}, {_obj(pairs, sep)}, {good}]".encode(), FEATURES)
+    assert [a.index for a in accepted] == [0, 2]
+    (bad,) = rejected
+    assert bad.reason == "duplicate_field" and bad.index == 1 and repr(named) in bad.detail, bad.detail
+    assert bad.ident["sensor"] == "cicflowmeter-1"
+    # a single object too
+    bad = only_rejection(_obj(pairs, sep).encode())
+    assert bad.reason == "duplicate_field" and bad.index == 0
+
+
+def test_escaped_key_spelling_the_same_name_is_a_repeat() -> None:
+    text = _obj(BASE_PAIRS)[:-1] + ', "se\\u0071": 8}'  # "se\u0071" is "seq"
+    assert json.loads(text)["seq"] == 8
+    bad = only_rejection(text.encode())
+    assert bad.reason == "duplicate_field" and "'seq'" in bad.detail
+
+
+def test_repeats_inside_nested_values_and_unusual_layouts_are_not_record_repeats() -> None:
+    """Messages the quick count cannot vouch for (nested objects, spaces before colons) still parse right."""
+    nested = _obj([*BASE_PAIRS, ("extra", {"a": 1})])[:-2] + ', "a": 2}}'  # {"a": 1, "a": 2} nested
+    spaced = _obj(BASE_PAIRS, " :  ")
+    for text in (nested, spaced, f"[{spaced}, {_obj(BASE_PAIRS)}]", f"[{_obj(BASE_PAIRS)}, 3]"):
+        accepted, rejected = parse_flows(text.encode(), FEATURES)
+        assert all(r.reason != "duplicate_field" for r in rejected), rejected
+        assert accepted and all(a.values.tolist() == [75.0, 32160000.0, 1.0] for a in accepted)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.sampled_from([*FEATURES, "seq", "Src_IP", "x", 'q"', "\\", ":"]), st.integers(0, 9)),
+            max_size=8,
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.sampled_from([":", ": ", " :", "\n:\t"]),
+)
+def test_duplicate_field_exactly_when_a_record_repeats_a_key(records: list[list[tuple[str, int]]], sep: str) -> None:
+    text = "[" + ", ".join(_obj(r, sep) for r in records) + "]"
+    accepted, rejected = parse_flows(text.encode(), FEATURES)
+    dup = {r.index for r in rejected if r.reason == "duplicate_field"}
+    assert dup == {i for i, r in enumerate(records) if len({k for k, _ in r}) < len(r)}
+    assert sorted([a.index for a in accepted] + [r.index for r in rejected]) == list(range(len(records)))
 
 
 def test_single_object_record_rejection_has_index_0() -> None:
@@ -306,20 +423,21 @@ def test_mixed_good_and_bad_array_keeps_order_and_accounts_for_everything() -> N
         rec(Tot_Fwd_Pkts=2),
     ]
     accepted, rejected = parse(msg)
-    assert [a.index for a in accepted] == [0, 3, 8]
+    assert [a.index for a in accepted] == [0, 2, 3, 7, 8]
     assert [(r.index, r.reason) for r in rejected] == [
         (1, "not_an_object"),
-        (2, "non_finite"),
         (4, "bad_identifier"),
         (5, "non_numeric"),
         (6, "missing_field"),
-        (7, "non_finite"),
     ]
     assert [a.values.tolist() for a in accepted] == [
         [75.0, 32160000.0, 1.0],
+        [75.0, math.inf, 1.0],
         [12.0, 32160000.0, 1.0],
+        [75.0, math.inf, 1.0],
         [75.0, 32160000.0, 2.0],
     ]
+    assert [a.nonfinite for a in accepted] == [0, 1, 0, 1, 0]
 
 
 def test_payload_types_and_bom() -> None:
@@ -346,11 +464,10 @@ def test_real_sample_rows_parse_to_the_csv_numbers(sample_csv: Path) -> None:
     rejected: list[tuple[int, Rejected]] = []
     for start in range(0, len(rows), 100):  # 100 records per message, as on the gateway
         a, r = parse_flows(dumps(rows[start : start + 100]), feats, key_columns=("Src_Port",))
-        accepted += [FlowRecord(x.values, x.ident, x.key, x.categories, start + x.index) for x in a]
+        accepted += [dataclasses.replace(x, index=start + x.index) for x in a]
         rejected += [(start + x.index, x) for x in r]  # type: ignore[operator]
-    assert len(accepted) + len(rejected) == len(rows)
-    ((i, bad),) = rejected
-    assert i == inf_rows[0] and bad.reason == "non_finite" and "Flow_Byts/s" in bad.detail
+    assert len(accepted) == len(rows) and rejected == []  # the zero-duration row too (issue 8)
+    assert [(a.index, a.nonfinite) for a in accepted if a.nonfinite] == [(inf_rows[0], 2)]  # both rates: +inf
     got = np.stack([a.values for a in accepted])
     want = np.array([[rows[a.index][c] for c in feats] for a in accepted], dtype=np.float64)
     np.testing.assert_array_equal(got, want)
@@ -395,9 +512,7 @@ def test_schema_validates_real_records(sample_csv: Path, fullschema_csv: Path) -
     schema = json.loads(SCHEMA_FILE.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    rows = [
-        r for r in csv_rows(sample_csv)[:500] if all(not isinstance(v, float) or math.isfinite(v) for v in r.values())
-    ]
+    rows = csv_rows(sample_csv)[:500]
     full = csv_rows(fullschema_csv)
     for msg in (rows, full, full[0], [{**r, "seq": i, "sensor": "s1"} for i, r in enumerate(full)]):
         errors = list(validator.iter_errors(msg))
@@ -410,7 +525,8 @@ def test_schema_validates_real_records(sample_csv: Path, fullschema_csv: Path) -
     ):
         assert not validator.is_valid(bad)
     inf_row = next(r for r in csv_rows(sample_csv) if math.isinf(r["Flow_Byts/s"]))
-    assert not validator.is_valid(inf_row)  # float64 range: infinity is not a valid value
+    assert validator.is_valid(inf_row)  # a zero-duration flow (Infinity rates) is a valid record
+    assert not validator.is_valid({**inf_row, "Flow_Byts/s": "inf"})
 
 
 # --------------------------------------------------------------------------- never raise, never drop
@@ -498,5 +614,5 @@ def test_mutated_records_are_each_accepted_or_rejected_once(records: list[Any], 
     check_accounting(payload, features=PLAN_FEATURES, **PLAN)
     accepted, _ = parse_flows(payload, PLAN_FEATURES, **PLAN)  # type: ignore[arg-type]
     for a in accepted:
-        assert np.isfinite(a.values[[0, 2]]).all() and np.isnan(a.values[1])
+        assert a.nonfinite == int((~np.isfinite(a.values[[0, 2]])).sum()) and np.isnan(a.values[1])
         assert set(a.categories) == {"Protocol"}
