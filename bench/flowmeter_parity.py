@@ -61,7 +61,8 @@ def shared_pcaps() -> list[Path]:
 
 
 def run_reference(pcap: Path, outdir: Path, timeouts: tuple[int, int]) -> Path:
-    """The reference's CSV for ``pcap`` (its own Cmd for its default timeouts, CmdTimeouts otherwise)."""
+    """The reference's CSV for ``pcap`` (its own Cmd for its default timeouts, CmdTimeouts otherwise); ``pcap`` may
+    be a folder (every capture in it, one JVM), then the folder of CSVs (``<name>_Flow.csv``) is returned."""
     env = {**os.environ, "TZ": "UTC"}
     env.pop("CFM_FLOW_TIMEOUT", None)
     env.pop("CFM_ACTIVITY_TIMEOUT", None)
@@ -72,7 +73,7 @@ def run_reference(pcap: Path, outdir: Path, timeouts: tuple[int, int]) -> Path:
         ["bash", str(ORACLE_DIR / "run.sh"), str(pcap), str(outdir)],
         env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
     )  # fmt: skip
-    return outdir / f"{pcap.name}_Flow.csv"
+    return outdir if pcap.is_dir() else outdir / f"{pcap.name}_Flow.csv"
 
 
 def read_reference(path: Path) -> list[dict[str, str]]:
@@ -183,10 +184,11 @@ def compare(
 def run_all(workdir: Path) -> list[Comparison]:
     out = []
     for name, timeouts in TIMEOUT_SETS.items():
+        refdir = run_reference(PCAP_DIR, workdir / name.split()[0], timeouts)
         for pcap in shared_pcaps():
-            ref_csv = run_reference(pcap, workdir / name.split()[0], timeouts)
             ours, _stats = run_ours(pcap, timeouts)
-            out.append(compare(pcap, read_reference(ref_csv), ours, junk_pairs(pcap), timeouts))
+            ref = read_reference(refdir / f"{pcap.name}_Flow.csv")
+            out.append(compare(pcap, ref, ours, junk_pairs(pcap), timeouts))
     return out
 
 
