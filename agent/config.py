@@ -10,22 +10,26 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ids_core.typedconfig import ConfigError, apply_overrides, build, setting
+from firmware_bundle.fsutil import make_private_dir
+from ids_core.typedconfig import ConfigError, apply_overrides, build, setting, yaml_problem
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "agent.yaml"
+# config/agent.yaml, shipped inside the package (defaults/agent.yaml) so a wheel finds it as a checkout does
+DEFAULT_CONFIG = Path(str(resources.files("agent") / "defaults" / "agent.yaml"))
 ENV_PREFIX = "EDGE_IDS__"
+MAX_PAYLOAD_BYTES = 255 << 20  # MQTT's packet limit (268,435,455 bytes) less room for the topic and properties
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 __all__ = ["AgentConfig", "ConfigError", "load_config"]
 
 
 @dataclass
-class Model:
+class ModelSettings:
     dir: str = setting("", help="directory holding model_int8.tflite and spec.json ('' = the installed bundle slot)")
     runtime: str = setting("auto", choices=("auto", "ai_edge_litert", "tflite_runtime"))
     threads: int = setting(1, min=1, max=64, help="interpreter threads")
@@ -35,7 +39,7 @@ class Model:
 
 
 @dataclass
-class Tls:
+class TlsSettings:
     enabled: bool = False
     ca_file: str = setting("", help="CA bundle that signed the broker's certificate ('' = system CAs)")
     cert_file: str = setting("", help="client certificate for mutual TLS")
@@ -44,7 +48,7 @@ class Tls:
 
 
 @dataclass
-class Mqtt:
+class MqttSettings:
     host: str = "127.0.0.1"
     port: int = setting(1883, min=1, max=65535)
     protocol: str = setting("5", choices=("5", "3.1.1"), help="MQTT protocol version")
@@ -56,9 +60,9 @@ class Mqtt:
     topic_prefix: str = setting("edge-ids", help="topics are <prefix>/<gateway_id>/{flows,alerts,...}")
     shared_group: str = setting("", help="subscribe via $share/<group>/... so several agents split one stream")
     username: str = ""
-    password: str = setting("", help="prefer password_file or the mqtt-password credential")
+    password: str = setting("", secret=True, help="prefer password_file or the mqtt-password credential")
     password_file: str = ""
-    tls: Tls = setting(factory=Tls)
+    tls: TlsSettings = setting(factory=TlsSettings)
     reconnect_min_delay: float = setting(1.0, min=0.1)
     reconnect_max_delay: float = setting(60.0, min=1.0)
     max_inflight: int = setting(100, min=1, max=65535, help="QoS 1 messages in flight before paho queues")
@@ -83,13 +87,13 @@ class Mqtt:
         if self.password:
             return self.password
         if self.password_file:
-            return Path(self.password_file).read_text().strip()
+            return _read_secret(Path(self.password_file), "mqtt.password_file")
         cred = credential("mqtt-password")
-        return cred.read_text().strip() if cred and self.username else None
+        return _read_secret(cred, "credential mqtt-password") if cred and self.username else None
 
 
 @dataclass
-class Batch:
+class BatchSettings:
     max_records: int = setting(256, min=1, max=65536, help="flows scored together (one interpreter call)")
     max_wait_ms: float = setting(5.0, min=0.0, max=10000.0, help="longest a flow waits for its batch to fill")
     queue_bytes: int = setting(
@@ -98,39 +102,41 @@ class Batch:
 
 
 @dataclass
-class Windows:
+class WindowSettings:
     max_keys: int = setting(4096, min=1, help="streams whose last T-1 flows are remembered (LRU)")
 
 
 @dataclass
-class RateLimit:
+class RateLimitSettings:
     max_alerts: int = setting(20, min=0, help="alerts per source per window (0 = unlimited)")
     per_seconds: float = setting(60.0, min=0.001)
 
 
 @dataclass
-class Alerts:
-    rate_limit: RateLimit = setting(factory=RateLimit)
+class AlertSettings:
+    rate_limit: RateLimitSettings = setting(factory=RateLimitSettings)
     publish_verdicts: bool = setting(False, help="also publish every flow's score on <prefix>/<gw>/verdicts")
 
 
 @dataclass
-class Limits:
-    max_message_bytes: int = setting(1 << 20, min=1024, help="larger flow messages are dead-lettered unparsed")
+class MessageLimitSettings:
+    max_message_bytes: int = setting(
+        1 << 20, min=1024, max=MAX_PAYLOAD_BYTES, help="larger flow messages are dead-lettered unparsed"
+    )
     max_records_per_message: int = setting(5000, min=1)
 
 
 @dataclass
-class Outbox:
+class OutboxSettings:
     max_messages: int = setting(100_000, min=10, help="alerts kept while the broker is away; oldest dropped")
 
 
 @dataclass
-class Bundle:
-    enabled: bool = setting(True, help="accept signed model bundles over MQTT")
+class BundleSettings:
+    enabled: bool = setting(False, help="accept signed model bundles over MQTT")
     topic: str = setting("", help="fleet topic ('' = <prefix>/fleet/bundle); published retained")
     public_keys: list[str] = setting(factory=list, help="PEM files of the Ed25519 keys bundles must be signed by")
-    max_bytes: int = setting(16 << 20, min=1024)
+    max_bytes: int = setting(16 << 20, min=1024, max=MAX_PAYLOAD_BYTES, help="larger bundles are never received")
     probation_seconds: float = setting(300.0, min=0.0, help="a new model that fails in this time is rolled back")
     probation_min_windows: int = setting(
         64, min=1, help="different windows that must get one same score before the new model is failed as constant"
@@ -148,14 +154,14 @@ class Bundle:
 class AgentConfig:
     gateway_id: str = setting("gateway", help="names this gateway in topics, alerts and the client id")
     state_dir: str = setting("", help="outbox and model slots ('' = $STATE_DIRECTORY or ./state)")
-    model: Model = setting(factory=Model)
-    mqtt: Mqtt = setting(factory=Mqtt)
-    batch: Batch = setting(factory=Batch)
-    windows: Windows = setting(factory=Windows)
-    alerts: Alerts = setting(factory=Alerts)
-    limits: Limits = setting(factory=Limits)
-    outbox: Outbox = setting(factory=Outbox)
-    bundle: Bundle = setting(factory=Bundle)
+    model: ModelSettings = setting(factory=ModelSettings)
+    mqtt: MqttSettings = setting(factory=MqttSettings)
+    batch: BatchSettings = setting(factory=BatchSettings)
+    windows: WindowSettings = setting(factory=WindowSettings)
+    alerts: AlertSettings = setting(factory=AlertSettings)
+    limits: MessageLimitSettings = setting(factory=MessageLimitSettings)
+    outbox: OutboxSettings = setting(factory=OutboxSettings)
+    bundle: BundleSettings = setting(factory=BundleSettings)
     stats_interval: float = setting(30.0, min=0.1, help="seconds between stats messages")
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_json: bool = setting(False, help="one JSON object per log line")
@@ -167,6 +173,17 @@ class AgentConfig:
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "state")
+
+    def make_state_dir(self) -> Path:
+        """Create the state directory (and missing parents) private to the agent (0700), whatever the umask."""
+        path = self.state_path
+        try:
+            make_private_dir(path)
+        except OSError as e:
+            raise ConfigError(f"state_dir: {path}: cannot create a private directory: {e.strerror or e}") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"state_dir: {path}: not writable by this user")
+        return path
 
     @property
     def client_id(self) -> str:
@@ -184,6 +201,14 @@ class AgentConfig:
     @property
     def bundle_topic(self) -> str:
         return self.bundle.topic or f"{self.mqtt.topic_prefix}/fleet/bundle"
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{what}: {path}: cannot read: {reason}") from None
 
 
 def credential(name: str) -> Path | None:
@@ -212,8 +237,8 @@ def load_config(
         data: Any = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except yaml.YAMLError as e:  # without the offending line: it may hold a secret
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     apply_overrides(data, env_overrides(environ), where="environment")

@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from agent.mqtt import Inbound, MqttLink
 from agent.ota import MODEL_ERRORS, ModelManager
 from agent.pipeline import Pipeline, dumps
 from agent.stats import Stats
+from firmware_bundle.errors import KeyFileError  # no cryptography needed to catch it
 from ids_core.outbox import Outbox
 from ids_core.typedconfig import describe
 
@@ -70,8 +72,7 @@ class Agent:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.stats = Stats()
-        self.state = cfg.state_path
-        self.state.mkdir(parents=True, exist_ok=True)
+        self.state = cfg.make_state_dir()  # 0700, whatever the umask
         self.outbox = Outbox(self.state / "outbox.sqlite", cfg.outbox.max_messages)
         self.models = ModelManager(cfg, status=self.bundle_status)
         self.scorer = self.models.initial_scorer()
@@ -222,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_STARTUP = 2  # a config, model, spec, key, TLS or state problem: one line on stderr, nothing started
+
+
+def startup_error(e: BaseException, cfg: AgentConfig) -> str:
+    """One line naming the setting (and file) that stopped start-up, and what is wrong with it."""
+    text = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else str(e)
+    if isinstance(e, KeyFileError):
+        text = f"bundle.public_keys: {text}"
+    elif isinstance(e, sqlite3.Error):
+        text = f"state_dir: {cfg.state_path / 'outbox.sqlite'}: not a usable outbox database ({text})"
+    elif isinstance(e, MODEL_ERRORS) and "model.dir" not in text:
+        text = f"model.dir: {text}" if cfg.model.dir and cfg.model.dir in text else f"model.dir {cfg.model.dir}: {text}"
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.help_config:
@@ -230,14 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:
-        print(f"iotids-agent: configuration error: {e}", file=sys.stderr)
-        return 2
+        print(f"iotids-agent: configuration error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_STARTUP
     setup_logging(cfg)
     try:
         agent = Agent(cfg, args.config, args.overrides)
-    except MODEL_ERRORS as e:
-        log.error("cannot start: %s", e)
-        return 1
+    except (ConfigError, KeyFileError, sqlite3.Error, *MODEL_ERRORS) as e:
+        print(f"iotids-agent: cannot start: {startup_error(e, cfg)}", file=sys.stderr)
+        return EXIT_STARTUP
     if args.validate_config:
         print(f"configuration OK; model {agent.scorer.identity}")
         agent.outbox.close()

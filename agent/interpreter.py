@@ -59,6 +59,7 @@ class TFLiteModel:
         use_default_delegates: bool = True,
     ) -> None:
         self.content = model if isinstance(model, bytes) else Path(model).read_bytes()
+        source = "" if isinstance(model, bytes) else f"{model}: "
         self.sha256 = hashlib.sha256(self.content).hexdigest()
         self.runtime, module = load_runtime(runtime)
         kwargs: dict[str, Any] = {"model_content": self.content, "num_threads": num_threads}
@@ -68,7 +69,7 @@ class TFLiteModel:
             self._it = module.Interpreter(**kwargs)
             self._it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise ModelLoadError(f"cannot load model ({self.runtime}): {e}") from e
+            raise ModelLoadError(f"{source}cannot load model ({self.runtime}): {e}") from e
         inp, out = self._it.get_input_details()[0], self._it.get_output_details()[0]
         self._in_index, self._out_index = inp["index"], out["index"]
         self.input_dtype, self.output_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])

@@ -3,12 +3,17 @@
 Flow messages are acknowledged (PUBACK) only after their verdicts and alerts are safely in the
 outbox, so a crash between receiving and scoring loses nothing: the broker redelivers to our
 persistent session. Reconnects use paho's capped exponential backoff.
+
+Limits before bytes: with MQTT 5 the CONNECT carries a Maximum Packet Size (:func:`max_packet_size`), so the
+broker never sends a message larger than the agent accepts — it drops it (Mosquitto logs it) instead of
+sending it. MQTT 3.1.1 has no such property: there, the broker's ``message_size_limit`` is the bound.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -21,11 +26,30 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.config import AgentConfig, credential
+from agent.config import AgentConfig, ConfigError, TlsSettings, credential
+from agent.documents import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
 
-ONLINE, OFFLINE = b"online", b"offline"
+
+# a PUBLISH around its payload: fixed header (1 + up to 4 bytes of remaining length), topic length (2),
+# packet id (2), properties length (up to 4) and room for the publisher's properties (user properties, content type)
+PACKET_OVERHEAD = 1 + 4 + 2 + 2 + 4 + 4096
+MQTT_MAX_PACKET = 1 + 4 + 268_435_455  # the largest packet MQTT can express
+
+
+def max_packet_size(cfg: AgentConfig) -> int:
+    """The Maximum Packet Size the agent announces (MQTT 5): its largest accepted message plus the overhead.
+
+    One connection has one maximum: the flow limit, or the bundle limit when bundles are enabled (whichever is
+    larger). A flow message between the flow limit and this maximum is received and dead-lettered unparsed by
+    the pipeline's ``limits.max_message_bytes`` check; anything larger never leaves the broker.
+    """
+    accepted = [(cfg.limits.max_message_bytes, cfg.topic("flows"))]
+    if cfg.bundle.enabled:
+        accepted.append((cfg.bundle.max_bytes, cfg.bundle_topic))
+    largest = max(size + len(topic.encode()) for size, topic in accepted)
+    return min(MQTT_MAX_PACKET, largest + PACKET_OVERHEAD)
 
 
 @dataclass(slots=True)
@@ -83,6 +107,7 @@ class MqttLink:
         if m.username:
             client.username_pw_set(m.username, self.cfg.mqtt.resolved_password())
         if m.tls.enabled:
+            check_tls_files(m.tls)
             client.tls_set(
                 ca_certs=m.tls.ca_file or None,
                 certfile=m.tls.cert_file or None,
@@ -113,10 +138,12 @@ class MqttLink:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = m.session_expiry
             props.ReceiveMaximum = self._receive_maximum
+            props.MaximumPacketSize = max_packet_size(self.cfg)
         kwargs: dict[str, Any] = {"clean_start": m.clean_start, "properties": props} if self.v5 else {}
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive, **kwargs)
         self.client.loop_start()
-        log.info("connecting to %s:%d as %s (MQTT %s)", m.host, m.port, self.cfg.client_id, m.protocol)
+        log.info("connecting to %s:%d as %s (MQTT %s, maximum packet size %s)", m.host, m.port, self.cfg.client_id,
+                 m.protocol, max_packet_size(self.cfg) if self.v5 else "set by the broker")  # fmt: skip
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline`` (retained), then disconnect cleanly and stop the network thread."""
@@ -211,6 +238,32 @@ class MqttLink:
     def _handle_publish(self, _c: mqtt.Client, _ud: Any, mid: int, _reason: Any, _props: Any) -> None:
         if self._on_published:
             self._on_published(mid)
+
+
+def check_tls_files(tls: TlsSettings) -> None:
+    """Read and load the CA, certificate and key the way the TLS handshake will, so that a missing, unreadable
+    or malformed file stops start-up with a ConfigError naming its setting and path."""
+    key_file = tls.key_file or _path_or_none(credential("mqtt-client-key"))
+    files = (("mqtt.tls.ca_file", tls.ca_file), ("mqtt.tls.cert_file", tls.cert_file), ("mqtt.tls.key_file", key_file))
+    for name, path in files:
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{name}: {path}: no such file")
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"{name}: {path}: not readable by this user")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca_file:
+        try:
+            ctx.load_verify_locations(cafile=tls.ca_file)
+        except ssl.SSLError as e:
+            raise ConfigError(f"mqtt.tls.ca_file: {tls.ca_file}: not a PEM CA certificate ({e.reason or e})") from None
+    if tls.cert_file:
+        try:
+            ctx.load_cert_chain(tls.cert_file, key_file, password=b"")  # an encrypted key fails, never prompts
+        except ssl.SSLError as e:
+            raise ConfigError(
+                f"mqtt.tls.cert_file/key_file: {tls.cert_file}, {key_file}: not a matching PEM certificate and "
+                f"unencrypted private key ({e.reason or e})"
+            ) from None
 
 
 def _no_delay(_client: mqtt.Client, _ud: Any, sock: Any) -> None:

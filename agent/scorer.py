@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.interpreter import TFLiteModel
+from agent.interpreter import ModelLoadError, TFLiteModel
 from agent.records import FlowRecord
 from ids_core import artifacts
-from ids_core.preprocess import PreprocessSpec, StreamWindows
+from ids_core.preprocess import PreprocessSpec, Quantization, SpecError, StreamWindows
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ SPEC_FILE = artifacts.SPEC
 
 
 class ModelMismatchError(ValueError):
-    """The model file and its spec disagree (input shape, dtype)."""
+    """The model file and its spec disagree (input shape, dtype, quantization), or the model is not int8."""
 
 
 @dataclass
@@ -37,6 +37,15 @@ class Scorer:
     last_inputs: np.ndarray | None = field(init=False, default=None)  # the latest batch's model inputs
 
     def __post_init__(self) -> None:
+        if not self.model.is_int8 or self.model.input_quantization is None:
+            raise ModelMismatchError(
+                f"expected a full-integer int8 model, got input dtype {self.model.input_dtype.name}"
+                + ("" if self.model.input_quantization else " without quantization")
+            )
+        for side in ("input", "output"):
+            in_model, in_spec = getattr(self.model, f"{side}_quantization"), getattr(self.spec, f"{side}_quantization")
+            if in_spec is not None and not _same_quantization(in_model, in_spec):
+                raise ModelMismatchError(f"model {side} quantization {in_model} != spec {side} quantization {in_spec}")
         if tuple(self.model.input_shape) != self.spec.input_shape:
             raise ModelMismatchError(
                 f"model input shape {self.model.input_shape} != spec input shape {self.spec.input_shape}"
@@ -57,14 +66,22 @@ class Scorer:
     ) -> Scorer:
         """Load the model (``model_int8.tflite``, or ``model.tflite`` in a bundle slot) and ``spec.json``."""
         directory = Path(directory)
-        spec = PreprocessSpec.load(directory / SPEC_FILE)
+        if not directory.is_dir():
+            raise ModelLoadError(f"{directory}: not a directory")
+        try:
+            spec = PreprocessSpec.load(directory / SPEC_FILE)
+        except SpecError as e:
+            raise SpecError(e if str(directory) in str(e) else f"{directory / SPEC_FILE}: {e}") from None
         model_path = next((directory / n for n in MODEL_FILES if (directory / n).exists()), directory / MODEL_FILES[0])
         model = TFLiteModel(model_path, num_threads=threads, runtime=runtime, max_batch=max_batch)
         pad = model.quantize(np.zeros(1, dtype=np.float32))[0]  # a padding row is the input's encoding of 0.0
         windows = StreamWindows(
             spec.window_length, len(spec.features), max_keys=max_keys, dtype=model.input_dtype, pad=pad
         )
-        scorer = cls(model, spec, windows, source=str(directory))
+        try:
+            scorer = cls(model, spec, windows, source=str(directory))
+        except ModelMismatchError as e:
+            raise ModelMismatchError(f"{model_path} and {SPEC_FILE}: {e}") from None
         log.info(
             "model %s %s (sha256 %s…, %s, input %s) loaded from %s",
             spec.model_name, spec.model_version, model.sha256[:12], model.runtime, spec.input_shape, directory,
@@ -114,3 +131,8 @@ class Scorer:
             return np.empty(0, dtype=np.float32)
         self.last_inputs = self.model_inputs(records)
         return self.model.scores(self.last_inputs)
+
+
+def _same_quantization(a: Quantization | None, b: Quantization) -> bool:
+    """Equal zero points and scales (the spec's scale is the model's float32 scale written as JSON)."""
+    return a is not None and a.zero_point == b.zero_point and abs(a.scale - b.scale) <= 1e-6 * abs(b.scale)

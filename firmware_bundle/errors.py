@@ -8,6 +8,10 @@ needs "refuse and keep the working model" catches that one.
 from __future__ import annotations
 
 
+class KeyFileError(ValueError):
+    """A key file that is missing, unreadable or not an Ed25519 key of the expected kind (not a bundle check)."""
+
+
 class BundleError(Exception):
     """A bundle that must not replace the working model."""
 

@@ -11,15 +11,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from firmware_bundle.fsutil import write_atomic
+from firmware_bundle.errors import KeyFileError  # defined there, without cryptography: catchable without it
+from firmware_bundle.fsutil import make_private_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_LENGTH = 64
-
-
-class KeyFileError(ValueError):
-    """A key file that is missing, unreadable or not an Ed25519 key of the expected kind."""
 
 
 def generate_private_key() -> Ed25519PrivateKey:
@@ -115,12 +112,13 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
 
 
 def write_keypair(out_dir: str | Path, name: str = "bundle-signing") -> tuple[Path, Path, str]:
-    """Generate a key pair into ``out_dir``: ``NAME.key.pem`` (0600) and ``NAME.pub.pem``.
+    """Generate a key pair into ``out_dir`` (created 0700): ``NAME.key.pem`` (0600) and ``NAME.pub.pem``.
 
     Never overwrites an existing key (FileExistsError). Returns (private path, public path, key id).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        make_private_dir(out)  # 0700, whatever the umask; an existing directory is the caller's choice
     priv_path, pub_path = out / f"{name}.key.pem", out / f"{name}.pub.pem"
     for p in (priv_path, pub_path):
         if p.exists():

@@ -2,11 +2,14 @@
 
 Used by the agent's config and the trainer's profiles. Unknown keys are errors; every error names
 the key (``mqtt.port``) and says what is allowed. Fields declare their rules with :func:`setting`.
+Where a range is checked, NaN and infinities are refused. The value of a ``secret`` setting is never
+put in an error message, whatever its type.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -27,9 +30,10 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     factory: Any = dataclasses.MISSING,
+    secret: bool = False,
 ) -> Any:
-    """A dataclass field with documentation and the values it allows."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    """A dataclass field with documentation and the values it allows; ``secret`` values are never echoed."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "secret": secret}
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -49,7 +53,8 @@ def build(cls: type, data: Any, where: str = "") -> Any:
     values = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
-        values[name] = _check(fields[name], _coerce(hints[name], value, key), key)
+        secret = bool(fields[name].metadata.get("secret"))
+        values[name] = _check(fields[name], _coerce(hints[name], value, key, secret), key)
     try:
         obj = cls(**values)
     except TypeError as e:  # a required field without default
@@ -66,13 +71,22 @@ def _check(f: dataclasses.Field, value: Any, key: str) -> Any:
     for v in items:
         if v is None:
             continue
+        shown = _shown(v, bool(meta.get("secret")))
         if meta.get("choices") is not None and v not in meta["choices"]:
             allowed = ", ".join(str(c) for c in meta["choices"])
-            raise ConfigError(f"{key}: {v!r} is not allowed; allowed: {allowed}")
+            raise ConfigError(f"{key}: {shown} is not allowed; allowed: {allowed}")
         lo, hi = meta.get("min"), meta.get("max")
-        if isinstance(v, int | float) and ((lo is not None and v < lo) or (hi is not None and v > hi)):
-            raise ConfigError(f"{key}: {v!r} is out of range; allowed: {_range(lo, hi)}")
+        if (lo is not None or hi is not None) and isinstance(v, int | float):
+            if not math.isfinite(v):
+                raise ConfigError(f"{key}: {shown} is not a finite number; allowed: {_range(lo, hi)}")
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise ConfigError(f"{key}: {shown} is out of range; allowed: {_range(lo, hi)}")
     return value
+
+
+def _shown(value: Any, secret: bool) -> str:
+    """How a value appears in an error: ``repr``, or only its type for a secret."""
+    return f"<{type(value).__name__} value hidden>" if secret else repr(value)
 
 
 def _range(lo: float | None, hi: float | None) -> str:
@@ -81,25 +95,26 @@ def _range(lo: float | None, hi: float | None) -> str:
     return f">= {lo}" if lo is not None else f"<= {hi}"
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:
+def _coerce(tp: Any, value: Any, key: str, secret: bool = False) -> Any:
     if dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return _coerce(next(a for a in args if a is not type(None)), value, key)
+        return _coerce(next(a for a in args if a is not type(None)), value, key, secret)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+            raise ConfigError(f"{key}: expected a list, got {_shown(value, secret)}")
+        return [_coerce(args[0], v, f"{key}[{i}]", secret) for i, v in enumerate(value)]
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if tp is Any:
         return value
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         name = getattr(tp, "__name__", str(tp))
-        raise ConfigError(f"{key}: expected {name}, got {type(value).__name__} {value!r}")
+        got = _shown(value, secret) if secret else f"{type(value).__name__} {value!r}"
+        raise ConfigError(f"{key}: expected {name}, got {got}" + (" (quote it in YAML)" if secret else ""))
     return value
 
 
@@ -107,19 +122,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "ov
     """Apply ``a.b.c=value`` items (values parsed as YAML) to a nested mapping, in place."""
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{where} {item!r}: expected key.path=value")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{where}: expected key.path=value, got an item without '=' or key")
         node = data
-        *parents, leaf = key.strip().split(".")
+        *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{where} {item!r}: {p} is not a section")
+                raise ConfigError(f"{where} {key}: {p} is not a section")
         try:
             node[leaf] = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{where} {item!r}: value is not valid YAML: {e}") from e
+        except yaml.YAMLError as e:  # the value is not echoed: it may be a secret
+            raise ConfigError(f"{where} {key}: value is not valid YAML ({yaml_problem(e)})") from None
     return data
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error as one line with its position, without the offending text (it may hold a secret)."""
+    problem = getattr(e, "problem", None) or type(e).__name__
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else str(problem)
 
 
 def describe(cls: type, prefix: str = "") -> list[str]:

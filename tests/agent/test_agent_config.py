@@ -3,6 +3,7 @@ the key and what is allowed, environment overrides, ``--validate-config`` and ``
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import subprocess
@@ -10,12 +11,14 @@ import sys
 import typing
 
 import pytest
+import yaml
 
 pytest.register_assert_rewrite("agent_harness")
 
 from agent_harness import REPO, agent_config, agent_env, retained, run_agent_cli, topic, write_config  # noqa: E402
 
-from agent.config import AgentConfig  # noqa: E402
+from agent.config import DEFAULT_CONFIG, AgentConfig  # noqa: E402
+from ids_core.typedconfig import build  # noqa: E402
 
 pytest_plugins = ["agent_harness"]
 
@@ -119,7 +122,8 @@ def test_validate_config_checks_the_model_and_exits(tmp_path, quick_run):
     (tmp_path / "empty").mkdir()
     bad = write_config(tmp_path / "bad.yaml", agent_config(tmp_path, port=1, model_dir=tmp_path / "empty"))
     out = run_agent_cli("--config", str(bad), "--validate-config")
-    assert out.returncode == 1 and "cannot start" in out.stderr, (out.returncode, out.stderr)
+    assert out.returncode == 2 and "cannot start" in out.stderr and "model.dir" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
 
 
 def leaf_settings(cls: type, prefix: str = "") -> list[str]:
@@ -143,3 +147,28 @@ def test_help_config_lists_every_setting_with_its_default():
     assert lines["mqtt.port"].startswith("1883")
     assert "(one of: 5, 3.1.1)" in lines["mqtt.protocol"]
     assert lines["alerts.rate_limit.max_alerts"].startswith("20")
+
+
+def _flatten(doc: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_documented_defaults_are_the_code_defaults():
+    """``--help-config`` (the code's defaults) and the shipped ``agent.yaml`` (the documented ones) agree on every
+    setting, and the file lists every setting but secrets: a config without a section gets what the file says."""
+    out = run_agent_cli("--help-config")
+    assert out.returncode == 0, out.stderr
+    code = {k: ast.literal_eval(v.split("  ", 1)[0]) for k, v in (ln.split(" = ", 1) for ln in out.stdout.splitlines())}
+    documented = _flatten(yaml.safe_load(DEFAULT_CONFIG.read_text()))
+    differ = {k: (code.get(k, "<no such setting>"), v) for k, v in documented.items() if code.get(k) != v}
+    assert not differ, f"setting: (code default, documented default): {differ}"
+    assert set(code) - set(documented) == {"mqtt.password"}  # a secret is not written into the example file
+    assert build(AgentConfig, yaml.safe_load(DEFAULT_CONFIG.read_text())) == AgentConfig()
+    assert AgentConfig().bundle.enabled is False

@@ -194,6 +194,18 @@ def test_keygen_files_modes_and_key_id(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "k").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_keygen_makes_private_directories_whatever_the_umask(tmp_path: Path) -> None:
+    """``keygen --out a/b/keys`` under umask 022: every directory it creates is 0700, the private key 0600."""
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "firmware_bundle", "keygen", "--out", "a/b/keys", "--name", "fleet"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, umask=0o022)
+    assert out.returncode == 0, out.stderr
+    for d in ("a", "a/b", "a/b/keys"):
+        assert (tmp_path / d).stat().st_mode & 0o777 == 0o700, d
+    assert (tmp_path / "a/b/keys/fleet.key.pem").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "a/b/keys/fleet.pub.pem").stat().st_mode & 0o777 == 0o644  # public: meant to be shared
+
+
 def test_non_ed25519_keys_are_refused(tmp_path: Path) -> None:
     ec_key = ec.generate_private_key(ec.SECP256R1())
     pem = ec_key.private_bytes(
