@@ -14,7 +14,8 @@ why the frame makes no packet (``"not_ip"`` for ARP and other non-IP frames, the
 * ``window``: the TCP window, -1 without a TCP header.
 
 Like the reference (jnetpcap), an ICMP destination-unreachable / parameter-problem message is read through to the
-TCP or UDP header it quotes: outer addresses, inner ports, protocol and flags.
+TCP or UDP header it quotes, and IP-in-IP to the inner TCP/UDP header: outer addresses, inner ports, protocol and
+flags.
 """
 
 from __future__ import annotations
@@ -170,14 +171,19 @@ def _ipv4(frame: bytes | memoryview, off: int, n: int) -> Decoded | str:
         sport, dport = _PORTS(frame, l4)
         return (src, dst, sport, dport, 17, total - hl - 8, 8, cut, -1)
     if proto == 1 and n - l4 >= 8 and (frame[l4] == 3 or frame[l4] == 12):
-        quoted = _icmp_quoted(frame, l4 + 8, off + total if not cut else n, n)
-        if quoted is not None:
-            return (src, dst, *quoted)
+        inner = _inner_l4(frame, l4 + 8, off + total if not cut else n, n)
+        if inner is not None:
+            return (src, dst, *inner)
+    elif proto == 4:
+        inner = _inner_l4(frame, l4, off + total if not cut else n, n)
+        if inner is not None:
+            return (src, dst, *inner)
     return (src, dst, 0, 0, 0, 0, 0, cut, -1)
 
 
-def _icmp_quoted(frame: bytes | memoryview, off: int, end: int, n: int) -> tuple[int, ...] | None:
-    """The TCP/UDP header an ICMP error quotes, read as jnetpcap reads it (payload: the rest of the message)."""
+def _inner_l4(frame: bytes | memoryview, off: int, end: int, n: int) -> tuple[int, ...] | None:
+    """The TCP/UDP header inside an IPv4 header at ``off`` (quoted by an ICMP error, or IP-in-IP), read as jnetpcap
+    reads it: ports, protocol and flags of the inner header, payload = the rest of the outer packet."""
     if n - off < 20 or frame[off] >> 4 != 4:
         return None
     hl = (frame[off] & 15) << 2

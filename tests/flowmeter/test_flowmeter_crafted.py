@@ -92,6 +92,13 @@ def scenarios() -> list[tuple[int, bytes]]:
         (750_000, ether(ipv4(S, C, 1, bytes([3, 3, 0, 0, 0, 0, 0, 0]) + quoted))),
         (750_200, ether(ipv4(S, C, 1, bytes([3, 3, 0, 0, 0, 0, 0, 0]) + quoted))),
     ]
+    # O: IP-in-IP is read through to the inner TCP header (outer addresses); P: IPv4 options
+    p += [
+        (760_000, ether(ipv4("1.1.1.1", "2.2.2.2", 4, ipv4(C, S, 6, tcp(3000, 4000, SYN))))),
+        (760_010, ether(ipv4("2.2.2.2", "1.1.1.1", 4, ipv4(S, C, 6, tcp(4000, 3000, SYN | ACK, b"abc"))))),
+        (770_000, ether(ipv4(C, S, 6, tcp(9000, 9001, SYN), options=b"\x01\x01\x01\x00"))),
+        (770_010, ether(ipv4(S, C, 6, tcp(9001, 9000, ACK, b"q" * 7)))),
+    ]
     # J: a single packet (a SYN to a silent port): the reference writes nothing
     p += [(800_000, tcp4(C, S, 40009, 9999, SYN))]
     return sorted(p, key=lambda x: x[0])
@@ -220,6 +227,13 @@ def test_icmp_error_reads_the_quoted_udp_header(flows: dict[str, list[dict]]) ->
     (r,) = flows["10.0.0.1-10.0.0.2-6003-5003-17"]  # outer S→C, inner ports 5003→6003
     assert (r["Src_IP"], r["Src_Port"], r["Dst_Port"], r["Protocol"]) == (S, 5003, 6003, 17)
     assert (r["Tot_Fwd_Pkts"], r["Tot_Bwd_Pkts"], r["TotLen_Fwd_Pkts"], r["Bwd_Header_Len"]) == (1, 1, 8.0, 8)
+
+
+def test_ip_in_ip_and_ip_options(flows: dict[str, list[dict]]) -> None:
+    (r,) = flows["1.1.1.1-2.2.2.2-3000-4000-6"]
+    assert (r["Protocol"], r["TotLen_Bwd_Pkts"], r["Bwd_Header_Len"]) == (6, 3.0, 40)
+    (r,) = flows["10.0.0.1-10.0.0.2-9000-9001-6"]
+    assert (r["TotLen_Bwd_Pkts"], r["Bwd_Header_Len"]) == (7.0, 40)
 
 
 def test_single_packet_flow_written_unless_reference_rule(flows: dict[str, list[dict]]) -> None:
