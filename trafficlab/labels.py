@@ -98,7 +98,7 @@ class Labeler:
     def label(self, src: str, dst: str, t_lo: float, t_hi: float | None = None) -> FlowLabel:
         """The label of traffic between ``src`` and ``dst`` that started in [t_lo, t_hi] (epoch seconds)."""
         t_hi = t_lo if t_hi is None else t_hi
-        best: tuple[int, float, FlowLabel] | None = None
+        best: tuple[int, float, float, FlowLabel] | None = None
         for w in self.windows:
             lo, hi = w.start_s - self.tolerance_s, w.stop_s + self.tolerance_s
             if t_hi < lo or t_lo > hi:
@@ -110,9 +110,12 @@ class Labeler:
             else:
                 continue
             distance = max(0.0, w.start_s - t_hi, t_lo - w.stop_s)
-            if best is None or (rank, distance) < best[:2]:
-                best = (rank, distance, w.label)
-        return best[2] if best else NORMAL_LABEL
+            # inside two windows (an attack's tail, e.g. arpspoof re-ARPing, overlaps the next): the one that
+            # started last before the flow did
+            recency = -w.start_s if w.start_s <= t_hi else float("inf")
+            if best is None or (rank, distance, recency) < best[:3]:
+                best = (rank, distance, recency, w.label)
+        return best[3] if best else NORMAL_LABEL
 
 
 def flow_start(row: Mapping[str, Any], tz: dt.tzinfo = dt.UTC) -> tuple[float, float]:
