@@ -5,8 +5,8 @@ outbox, so a crash between receiving and scoring loses nothing: the broker redel
 persistent session. Reconnects use paho's capped exponential backoff.
 
 Limits before bytes: with MQTT 5 the CONNECT carries a Maximum Packet Size (:func:`max_packet_size`), so the
-broker never sends a message larger than the agent accepts — it drops it (Mosquitto logs it) instead of
-sending it. MQTT 3.1.1 has no such property: there, the broker's ``message_size_limit`` is the bound.
+broker never sends a message much larger than the agent accepts — it drops it instead of sending it. MQTT
+3.1.1 has no such property: there, the broker's ``message_size_limit`` is the bound.
 """
 
 from __future__ import annotations
@@ -39,16 +39,18 @@ MQTT_MAX_PACKET = 1 + 4 + 268_435_455  # the largest packet MQTT can express
 
 
 def max_packet_size(cfg: AgentConfig) -> int:
-    """The Maximum Packet Size the agent announces (MQTT 5): its largest accepted message plus the overhead.
+    """The Maximum Packet Size the agent announces (MQTT 5): twice its largest accepted message, plus overhead.
 
-    One connection has one maximum: the flow limit, or the bundle limit when bundles are enabled (whichever is
-    larger). A flow message between the flow limit and this maximum is received and dead-lettered unparsed by
-    the pipeline's ``limits.max_message_bytes`` check; anything larger never leaves the broker.
+    One connection has one maximum: that of the flow limit, or of the bundle limit when bundles are enabled
+    (whichever is larger). A message up to twice its limit still arrives and is refused with its reason (dead
+    letter ``too_large``, bundle status ``rejected too_large``), so its publisher learns why; a larger one is
+    dropped by the broker and never read. A flow message between the flow limit and this maximum (bundles
+    enabled) is dead-lettered unparsed by the pipeline's ``limits.max_message_bytes`` check.
     """
     accepted = [(cfg.limits.max_message_bytes, cfg.topic("flows"))]
     if cfg.bundle.enabled:
         accepted.append((cfg.bundle.max_bytes, cfg.bundle_topic))
-    largest = max(size + len(topic.encode()) for size, topic in accepted)
+    largest = max(2 * size + len(topic.encode()) for size, topic in accepted)
     return min(MQTT_MAX_PACKET, largest + PACKET_OVERHEAD)
 
 
