@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from flow_quirks import write_cicflowmeter_csv, zero_duration
 
 from ids_core.columns import COLUMNS, IDENTIFIER_COLUMNS, NUMERIC_COLUMNS
 from trainer import data as data_mod
@@ -116,21 +117,6 @@ def test_full_layout_labels_and_bad_rows(fullschema_csv: Path, tmp_path: Path) -
     assert (c["malicious"], c["benign"]) == (2, 1)
 
 
-ZERO_DURATION_COLUMNS = [c for c in NUMERIC_COLUMNS if "IAT" in c or c.startswith(("Active", "Idle"))]
-
-
-def zero_duration(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame``'s flows as CICFlowMeter writes them when they last 0 µs (tools/cicflowmeter/README.md, quirk 10):
-    ``Flow Byts/s`` Infinity (NaN with no payload: 0/0), ``Flow Pkts/s`` Infinity, per-direction rates and IATs 0."""
-    out = frame.copy()
-    payload = out["TotLen_Fwd_Pkts"].astype(float) + out["TotLen_Bwd_Pkts"].astype(float)
-    out["Flow_Duration"] = 0
-    out["Flow_Byts/s"] = np.where(payload > 0, np.inf, np.nan)
-    out["Flow_Pkts/s"] = np.inf
-    out[["Fwd_Pkts/s", "Bwd_Pkts/s", *ZERO_DURATION_COLUMNS]] = 0.0
-    return out
-
-
 def test_cleaning_keeps_and_counts_zero_duration_flows(sample_csv: Path, tmp_path: Path) -> None:
     """Attack rows turned into zero-duration flows, written with Java's Infinity/NaN: all kept, counted per column."""
     raw = pd.read_csv(sample_csv)
@@ -138,11 +124,8 @@ def test_cleaning_keeps_and_counts_zero_duration_flows(sample_csv: Path, tmp_pat
     zero = zero_duration(attacks)
     n_nan = int(zero["Flow_Byts/s"].isna().sum())
     assert 0 < n_nan < len(zero)  # both kinds: with and without payload
-    path = tmp_path / "zero.csv"
-    zero.to_csv(path, index=False, na_rep="NaN")
-    text = path.read_text()
-    path.write_text(text.replace(",inf,", ",Infinity,"))  # CICFlowMeter's spelling (Double.toString)
-    assert "Infinity" in path.read_text() and ",NaN," in path.read_text()
+    path = write_cicflowmeter_csv(zero, tmp_path / "zero.csv")
+    assert ",Infinity," in path.read_text() and ",NaN," in path.read_text()
     table = load_csv(path)
     c = table.counts
     assert c["rows"] == c["raw_rows"] == len(zero) == 20 and c["malicious"] == 20

@@ -33,8 +33,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def publisher_records(csv_path: Path) -> list[dict[str, Any]]:
     """Every row of ``csv_path`` as the JSON flow record a publisher would send: raw CSV values keyed by the
-    IoTID20 column names (numbers as JSON numbers, identifiers as strings, no label columns); rows with a
-    value that is not a finite JSON number (the ``inf`` quirk) are left out, as the trainer drops them."""
+    IoTID20 column names (numbers as JSON numbers, identifiers as strings, no label columns); ``inf``/``NaN``
+    cells (a zero-duration flow) become floats, which ``json.dumps`` writes as the Infinity/NaN literals."""
     with csv_path.open(newline="") as f:
         header, *body = list(csv.reader(f))
     text_cols = set(IDENTIFIER_COLUMNS)
@@ -51,9 +51,8 @@ def publisher_records(csv_path: Path) -> list[dict[str, Any]]:
             try:
                 rec[col] = json.loads(tok)
             except json.JSONDecodeError:
-                break  # "inf"
-        else:
-            out.append(rec)
+                rec[col] = float(tok)  # "inf", "NaN"
+        out.append(rec)
     return out
 
 
@@ -116,8 +115,8 @@ def test_quick_uni_hybrid_accuracy(quick_run: QuickRun, record_property) -> None
     record_property("float_accuracy", float_acc)
     record_property("int8_accuracy", int8_acc)
     print(f"quick uni-hybrid test accuracy: float {float_acc:.4f}, int8 {int8_acc:.4f}; run {quick_run.seconds:.0f} s")
-    # the stratified test split of the 9,999 cleaned rows: 2,000 windows, 1,600 malicious
-    assert s["split"] == {"train": 7999, "test": 2000, "train_malicious": 6399, "test_malicious": 1600}
+    # the stratified test split of the 10,000 cleaned rows (the zero-duration row kept): 2,000 windows, 1,600 malicious
+    assert s["split"] == {"train": 8000, "test": 2000, "train_malicious": 6400, "test_malicious": 1600}
     assert s["window"]["shape"] == [1, 62]
     assert models[MAIN]["test"]["n"] == 2000
     assert float_acc >= 0.97
@@ -232,7 +231,12 @@ def test_report_files_table_v_and_real_data(quick_run: QuickRun) -> None:
     assert summary["data"]["synthetic"] is False and summary["data"]["layout"] == "sample"
     assert "**Data: real IoTID20 data:" in report and "SYNTHETIC" not in report
     assert quick_run.spec().extra["synthetic"] is False
-    assert "kept: 9,999 (7,999 malicious / 2,000 benign)" in report
+    assert "kept: 10,000 (8,000 malicious / 2,000 benign)" in report
+    # the zero-duration row is kept and counted per column, and the report says the paper dropped it
+    cleaning = summary["data"]["cleaning"]
+    assert cleaning["nonfinite_rows"] == 1 and set(cleaning["nonfinite_by_column"]) == {"Flow_Byts/s", "Flow_Pkts/s"}
+    assert "Rows with a non-finite value" in report and "1 (1 malicious), **kept**" in report
+    assert "`Flow_Byts/s` 1 +inf; `Flow_Pkts/s` 1 +inf" in report and "**The paper dropped them**" in report
 
     # plots: every one exists, is a PNG and is linked from the report
     expected = {f"history_{m}.png" for m in PAPER} | {"confusion.png", "roc.png", "pr.png"}
