@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,18 +23,32 @@ def java_double(x: float) -> str:
         return "-Infinity"
     if x == 0.0:
         return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    r = repr(x)  # the shortest digits that round-trip
     a = abs(x)
     if 1e-3 <= a < 1e7:
-        return repr(x)  # Python's shortest repr is plain decimal in this range, with ".0" for whole numbers
-    sign, digits, exponent = Decimal(repr(x)).as_tuple()
-    ds = "".join(map(str, digits)).rstrip("0") or "0"
-    exp10 = len(digits) + int(exponent) - 1
-    return f"{'-' if sign else ''}{ds[0]}.{ds[1:] or '0'}E{exp10}"
+        return r  # plain decimal in this range, with ".0" for whole numbers
+    sign = "-" if r[0] == "-" else ""
+    if sign:
+        r = r[1:]
+    if "e" in r:
+        mantissa, exp = r.split("e")
+        return f"{sign}{mantissa if '.' in mantissa else mantissa + '.0'}E{int(exp)}"
+    whole, _, frac = r.partition(".")
+    if a >= 1.0:  # 10^7 <= a < 10^16
+        digits = (whole + frac).rstrip("0")
+        exp10 = len(whole) - 1
+    else:  # 10^-5 <= a < 10^-3
+        significant = frac.lstrip("0")
+        exp10 = -(len(frac) - len(significant) + 1)
+        digits = significant.rstrip("0")
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{exp10}"
 
 
 def java_value(v: Any) -> str:
     """A record value as the reference writes it (floats as Java doubles, ints and text as they are)."""
     if v.__class__ is float:
+        if 1e-3 <= v < 1e7 or -1e7 < v <= -1e-3:
+            return repr(v)
         return java_double(v)
     return str(v)
 
@@ -59,10 +73,11 @@ class CsvWriter:
         self._tail = "," + ",".join(values) + "\n"
         self._fh: IO[str] = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
         self._fh.write(",".join((*RECORD_COLUMNS, *names)) + "\n")
+        self._values = itemgetter(*RECORD_COLUMNS)
         self.rows = 0
 
     def write(self, record: dict[str, object]) -> None:
-        self._fh.write(",".join([java_value(record[c]) for c in RECORD_COLUMNS]) + self._tail)
+        self._fh.write(",".join(map(java_value, self._values(record))) + self._tail)
         self.rows += 1
 
     def close(self) -> None:

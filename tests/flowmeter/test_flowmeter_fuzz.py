@@ -59,7 +59,7 @@ def test_random_frames_never_raise(frames: list[tuple[int, bytes]]) -> None:
     out: list[dict] = []
     m = FlowMeter(MeterSettings(max_flows=8), out.append)
     for i, (linktype, frame) in enumerate(frames):
-        m.packet(T0 + i, frame, linktype)
+        m.packet(T0 + i, memoryview(frame) if i % 2 else frame, linktype)
     _check(m, out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import struct
 from pathlib import Path
@@ -196,6 +197,19 @@ def test_cli_labelled_csv_loads_in_the_trainer(tmp_path: Path) -> None:
     assert cli_main([str(pcap), "--csv", str(out), "--cat", "Normal"]) == 0
     table = data.load_csv(out)
     assert table.layout == "full" and len(table.frame) == 2 and set(table.frame["category"]) == {"Normal"}
+
+
+def test_cli_stats_and_memoryview_frames(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pcap = _capture(tmp_path)
+    assert cli_main([str(pcap), "--csv", str(tmp_path / "s.csv"), "--stats"]) == 0
+    stats = json.loads(capsys.readouterr().err)
+    assert stats["files"] == 1 and stats["meter"][0]["packets"] == 4 and stats["meter"][0]["flows_out"] == 2
+    out: list[dict] = []
+    m = FlowMeter(MeterSettings(), out.append)
+    for ts, frame, linktype in read_capture(pcap):
+        m.packet(ts, memoryview(frame), linktype)
+    m.flush()
+    assert [r["Flow_ID"] for r in out] == ["10.0.0.1-10.0.0.2-40000-80-6", "10.0.0.1-10.0.0.2-53000-53-17"]
 
 
 def test_cli_errors(tmp_path: Path) -> None:
