@@ -1,4 +1,4 @@
-"""Alert documents (Suricata eve.json style) and per-source alert rate limiting.
+"""Per-source alert rate limiting (the alert documents themselves are made in :mod:`agent.documents`).
 
 Rate limiting uses a **fixed window per source**: a source's window opens at its first alert and lasts
 ``per_seconds``; within it at most ``max_alerts`` alerts pass and the rest are suppressed and counted.
@@ -14,98 +14,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from agent import documents
 
 log = logging.getLogger(__name__)
 
-SIGNATURE = "edge-ids anomalous flow"
-CATEGORY = "Anomalous network flow"
 OVERFLOW_SOURCE = "*"
-PROTOCOL_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP"}
-
-# ident key -> alert key, in document order
-_ENDPOINT_KEYS = (
-    ("src_ip", "src_ip"),
-    ("src_port", "src_port"),
-    ("dst_ip", "dest_ip"),
-    ("dst_port", "dest_port"),
-)
-
-
-def rfc3339(moment: datetime) -> str:
-    """``2024-05-01T12:00:00.000123Z`` (UTC, microseconds); a naive datetime is rejected."""
-    if moment.tzinfo is None:
-        raise ValueError(f"expected a timezone-aware datetime, got naive {moment!r}")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def make_alert(
-    *,
-    gateway: str,
-    ident: dict[str, Any],
-    score: float,
-    threshold: float,
-    model: dict[str, Any],
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """One EVE-like ``alert`` document for a flow scored at or above ``threshold``.
-
-    ``ident`` keys (all optional): flow_id, src_ip, dst_ip, src_port, dst_port, protocol, timestamp, seq,
-    sensor; missing ones are left out of the document. Severity follows Suricata (1 = high): 1 when the
-    score is in the upper half of ``[threshold, 1]``, else 2.
-    """
-    score, threshold = float(score), float(threshold)
-    if not (math.isfinite(score) and math.isfinite(threshold)):
-        raise ValueError(f"expected finite score and threshold, got {score} and {threshold}")
-    if score < threshold:
-        raise ValueError(f"expected score >= threshold {threshold}, got {score}")
-    doc: dict[str, Any] = {
-        "timestamp": rfc3339(now or datetime.now(UTC)),
-        "event_type": "alert",
-        "gateway": gateway,
-    }
-    if ident.get("flow_id") is not None:
-        doc["flow_id"] = str(ident["flow_id"])
-    for src_key, doc_key in _ENDPOINT_KEYS:
-        value = ident.get(src_key)
-        if value is not None:
-            doc[doc_key] = _port(value) if doc_key.endswith("port") else str(value)
-    if ident.get("protocol") is not None:
-        doc["proto"] = _proto(ident["protocol"])
-    if ident.get("timestamp") is not None:
-        doc["flow_timestamp"] = ident["timestamp"]  # as the record gave it (text or epoch number)
-    if ident.get("seq") is not None:
-        doc["seq"] = int(ident["seq"])
-    if ident.get("sensor") is not None:
-        doc["sensor"] = str(ident["sensor"])
-    doc["alert"] = {
-        "signature": SIGNATURE,
-        "category": CATEGORY,
-        "severity": 1 if score - threshold >= (1.0 - threshold) / 2 else 2,
-        "score": score,
-        "threshold": threshold,
-        "verdict": "malicious",
-    }
-    doc["model"] = {key: model.get(key) for key in ("name", "version", "sha256")}
-    return doc
-
-
-def _port(value: Any) -> int | str:
-    """Ports from CSV often arrive as floats (``80.0``); keep anything unparsable as text."""
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _proto(value: Any) -> str | int:
-    """``TCP``/``UDP``/``ICMP`` for 6/17/1, the number for other protocols, text kept upper-case."""
-    try:
-        number = int(float(value))
-    except (TypeError, ValueError):
-        return str(value).upper()
-    return PROTOCOL_NAMES.get(number, number)
 
 
 @dataclass(slots=True)
@@ -192,22 +107,12 @@ class RateLimiter:
         key = src if src in self._ready or len(self._ready) < self.max_sources else OVERFLOW_SOURCE
         summary = self._ready.get(key)
         if summary is None:
-            self._ready[key] = {
-                "timestamp": _epoch_rfc3339(end),
-                "event_type": "alert_summary",
-                "src_ip": key,
-                "suppressed": window.suppressed,
-                "allowed": window.allowed,
-                "window_start": _epoch_rfc3339(window.start),
-                "window_end": _epoch_rfc3339(end),
-                "limit": {"max_alerts": self.max_alerts, "per_seconds": self.per_seconds},
-            }
+            self._ready[key] = documents.alert_summary(
+                src_ip=key, suppressed=window.suppressed, allowed=window.allowed, start=window.start, end=end,
+                max_alerts=self.max_alerts, per_seconds=self.per_seconds,
+            )  # fmt: skip
         else:  # a later window of the same key before anyone collected: one summary spanning both
             summary["suppressed"] += window.suppressed
             summary["allowed"] += window.allowed
-            summary["window_start"] = min(summary["window_start"], _epoch_rfc3339(window.start))
-            summary["window_end"] = summary["timestamp"] = max(summary["window_end"], _epoch_rfc3339(end))
-
-
-def _epoch_rfc3339(seconds: float) -> str:
-    return rfc3339(datetime.fromtimestamp(seconds, UTC))
+            summary["window_start"] = min(summary["window_start"], documents.timestamp(window.start))
+            summary["window_end"] = summary["timestamp"] = max(summary["window_end"], documents.timestamp(end))

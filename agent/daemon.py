@@ -17,17 +17,15 @@ import sqlite3
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, systemd
-from agent.alerts import rfc3339
+from agent import __version__, documents, systemd
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.forwarder import Forwarder
 from agent.mqtt import Inbound, MqttLink
 from agent.ota import MODEL_ERRORS, ModelManager
-from agent.pipeline import Pipeline, dumps
+from agent.pipeline import Pipeline
 from agent.stats import Stats
 from firmware_bundle.errors import KeyFileError  # no cryptography needed to catch it
 from ids_core.outbox import Outbox
@@ -102,9 +100,9 @@ class Agent:
 
     def bundle_status(self, event: dict[str, Any]) -> None:
         """Install progress on ``<prefix>/<gateway>/bundle/status`` (through the outbox: never lost)."""
-        doc = {"timestamp": rfc3339(datetime.now(UTC)), "gateway": self.cfg.gateway_id, **event}
+        doc = documents.bundle_status(gateway=self.cfg.gateway_id, event=event)
         log.info("bundle status: %s", {k: v for k, v in doc.items() if k != "timestamp"})
-        self.outbox.put_many([(self.cfg.topic("bundle/status"), dumps(doc), 1, False)])
+        self.outbox.put_many([(self.cfg.topic("bundle/status"), documents.dumps(doc), 1, False)])
         if hasattr(self, "forwarder"):
             self.forwarder.wake()
 
@@ -191,7 +189,7 @@ class Agent:
         systemd.ready()
 
     def publish_stats(self) -> None:
-        doc = self.stats.snapshot(
+        snapshot = self.stats.snapshot(
             gateway=self.cfg.gateway_id,
             client_id=self.cfg.client_id,
             agent_version=__version__,
@@ -204,8 +202,9 @@ class Agent:
             windows_evicted=self.pipeline.scorer.windows.evicted,
             connected=self.link.connected.is_set(),
             disconnects=self.link.disconnects,
+            sequences={"sensors": len(self.pipeline.sequences), "missing": self.pipeline.sequences.missing},
         )
-        self.link.publish(self.cfg.instance_topic("stats"), dumps(doc), qos=0)
+        self.link.publish(self.cfg.instance_topic("stats"), documents.dumps(documents.stats(snapshot)), qos=0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,16 @@
 """The agent's hot path: parse → window → micro-batch → int8 inference → verdicts, alerts, dead letters.
 
 One thread runs it. A batch closes at ``batch.max_records`` flows or ``batch.max_wait_ms`` after its
-first message arrived. Everything a batch produces goes into the outbox in one transaction; only then
-are its MQTT messages acknowledged, so a crash at any point loses no flow (the broker re-delivers
-what was not acknowledged) and no alert (the outbox keeps what was not yet published).
+first message arrived. Everything a batch produces goes into the outbox in one transaction, together with
+the record of which ``seq`` of each sensor it answered (:mod:`agent.sequences`); only then are its MQTT
+messages acknowledged, so a crash at any point loses no flow (the broker re-delivers what was not
+acknowledged), no alert (the outbox keeps what was not yet published) and scores no flow twice (a
+re-delivered ``sensor``/``seq`` already answered is acknowledged without being scored).
 """
 
 from __future__ import annotations
 
-import json
+import collections
 import logging
 import queue
 import threading
@@ -16,25 +18,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from agent.alerts import RateLimiter, make_alert, rfc3339
+from agent import documents
+from agent.alerts import RateLimiter
 from agent.config import AgentConfig
 from agent.mqtt import Inbound
 from agent.records import FlowRecord, RecordLimits, Rejected, parse_flows
 from agent.scorer import Scorer
+from agent.sequences import REPEAT, SequenceTracker
 from agent.stats import Stats
 from ids_core.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
-
-
-def dumps(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
 @dataclass
@@ -44,7 +45,8 @@ class Batch:
     messages: list[Inbound] = field(default_factory=list)
     records: list[FlowRecord] = field(default_factory=list)
     arrival: list[float] = field(default_factory=list)  # per record: its message's arrival time
-    rejected: list[tuple[Inbound, Rejected]] = field(default_factory=list)
+    rejected: list[tuple[Inbound, Rejected]] = field(default_factory=list)  # dead-lettered in full
+    summarised: list[tuple[Inbound, collections.Counter[str]]] = field(default_factory=list)  # counted by reason
 
 
 class Pipeline:
@@ -74,7 +76,9 @@ class Pipeline:
         self._stopped = False  # once the loop ended nobody drains the queue: submit() must not wait for room
         self._swap: tuple[Scorer, Callable[[Scorer], None] | None] | None = None
         self._swap_lock = threading.Lock()
-        self._last_seq: dict[str, int] = {}
+        # what was answered per sensor, committed with each batch; holes are checked once a second when idle
+        self.sequences = SequenceTracker(outbox.load_state(), report_gaps=not cfg.mqtt.shared_group)
+        self._next_sweep = 0.0
         self.apply_config(cfg)
 
     def apply_config(self, cfg: AgentConfig) -> None:
@@ -130,6 +134,8 @@ class Pipeline:
             heartbeat()
             self._maybe_swap()
             batch = self.collect(timeout=0.25)
+            if batch is None and time.monotonic() >= self._next_sweep:
+                batch = Batch()  # nothing arrived: declare the holes past the reordering window (gap events)
             if batch is not None:
                 self.process(batch)
         with self._room:  # what is still queued stays unacknowledged: the broker delivers it again after restart
@@ -155,7 +161,7 @@ class Pipeline:
     def _add(self, batch: Batch, msg: Inbound) -> None:
         batch.messages.append(msg)  # every message is acknowledged once its batch is committed
         if self._skip(msg):
-            self.stats.add(redeliveries_skipped=1)
+            self.stats.add(redelivered_messages_skipped=1)
             return
         spec = self.scorer.spec
         records, rejected = parse_flows(
@@ -165,26 +171,61 @@ class Pipeline:
             key_columns=spec.window_key,
             limits=self.limits,
         )
+        if any("seq" in r.ident and "sensor" in r.ident for r in chain(records, rejected)):
+            records, rejected = self._unanswered(records, rejected, msg.dup)
         batch.records += records
         batch.arrival += [msg.received] * len(records)
-        batch.rejected += [(msg, r) for r in rejected]
-        in_order = sorted([(r.index, r.ident) for r in records] + [(r.index or 0, r.ident) for r in rejected],
-                          key=lambda x: x[0])  # fmt: skip
-        for _, ident in in_order:
-            self._track_seq(ident)
+        shown = [r for r in rejected if r.index is not None][: documents.DEADLETTERS_PER_MESSAGE]
+        batch.rejected += [(msg, r) for r in rejected if r.index is None] + [(msg, r) for r in shown]
+        if len(shown) < len(rejected) - sum(r.index is None for r in rejected):
+            rest = collections.Counter(str(r.reason) for r in rejected if r.index is not None)
+            rest.subtract(str(r.reason) for r in shown)
+            batch.summarised.append((msg, +rest))
+
+    def _unanswered(
+        self, records: list[FlowRecord], rejected: list[Rejected], dup: bool
+    ) -> tuple[list[FlowRecord], list[Rejected]]:
+        """Drop the records whose ``sensor``/``seq`` was answered before (re-deliveries), in message order."""
+        repeats: set[int] = set()
+        for r in sorted(chain(records, rejected), key=lambda r: r.index or 0):
+            sensor, seq = r.ident.get("sensor"), r.ident.get("seq")
+            if sensor is not None and seq is not None and self.sequences.classify(sensor, seq, dup) == REPEAT:
+                repeats.add(id(r))
+        if repeats:
+            self.stats.add(redeliveries_skipped=len(repeats))
+            records = [r for r in records if id(r) not in repeats]
+            rejected = [r for r in rejected if id(r) not in repeats]
+        return records, rejected
 
     def process(self, batch: Batch) -> None:
         """Score a batch, store everything it produced in the outbox, then acknowledge its messages."""
         out: list[Message] = []
         now = datetime.now(UTC)
-        self.stats.add(messages_in=len(batch.messages), flows_in=len(batch.records) + len(batch.rejected))
+        summarised = sum(n for _, counts in batch.summarised for n in counts.values())
+        self.stats.add(messages_in=len(batch.messages), flows_in=len(batch.records) + len(batch.rejected) + summarised)
         for msg, rej in batch.rejected:
-            out.append(self._deadletter(msg.topic, rej.reason, rej.detail, rej.index, rej.excerpt, rej.ident, now))
+            out.append(self._deadletter(msg.topic, rej.to_dict(), now))
             self.stats.deadletter(str(rej.reason))
+        for msg, counts in batch.summarised:  # the record errors of one message past the first N, counted
+            doc = documents.deadletter_summary(gateway=self.cfg.gateway_id, source_topic=msg.topic, counts=counts,
+                                               shown=documents.DEADLETTERS_PER_MESSAGE, now=now)  # fmt: skip
+            out.append((self.topics["deadletter"], documents.dumps(doc), 1, False))
+            for reason, n in counts.items():
+                self.stats.deadletter(reason, n)
+        if summarised:
+            self.stats.add(deadletters_summarised=summarised)
         if batch.records:
             out += self._score(batch, now)
+        out += self._gaps(now)
+        state = self.sequences.changes()
+        try:
+            if out or state:
+                self.outbox.put_many(out, state=state)
+        except BaseException:
+            self.sequences.settle(False)  # nothing of this batch was stored: its seqs are still unanswered
+            raise
+        self.stats.add(**self.sequences.settle(True))
         if out:
-            self.outbox.put_many(out)
             self._wake_forwarder()
         for msg in batch.messages:
             self._ack(msg)
@@ -205,10 +246,9 @@ class Pipeline:
             self._on_batch(scorer, scores, error)
         if error is not None:
             self.stats.deadletter("inference_error", len(records))
-            return [
-                self._deadletter("", "inference_error", str(error), r.index, "", r.ident, now, model=scorer.identity)
-                for r in records
-            ]
+            failed = [{"reason": "inference_error", "detail": str(error), "index": r.index, "excerpt": "",
+                       "ident": r.ident} for r in records]  # fmt: skip
+            return [self._deadletter("", rej, now, model=scorer.identity) for rej in failed]
         self.stats.inference.add(t1 - t0)
         self.stats.batch_sizes.append(len(records))
         threshold = scorer.spec.threshold
@@ -220,70 +260,38 @@ class Pipeline:
         for rec, score in zip(records, scores.tolist(), strict=True):
             if score > threshold:
                 if self.rate_limiter.allow(str(rec.ident.get("src_ip", "unknown")), wall):
-                    doc = make_alert(gateway=self.cfg.gateway_id, ident=rec.ident, score=score, threshold=threshold,
-                                     model=model, now=now)  # fmt: skip
-                    out.append((alert_topic, dumps(doc), self.cfg.mqtt.qos, False))
+                    doc = documents.alert(gateway=self.cfg.gateway_id, ident=rec.ident, score=score,
+                                          threshold=threshold, model=model, now=now)  # fmt: skip
+                    out.append((alert_topic, documents.dumps(doc), self.cfg.mqtt.qos, False))
                     alerts += 1
                 else:
                     suppressed += 1
         for summary in self.rate_limiter.summaries(wall):
-            out.append((alert_topic, dumps({**summary, "gateway": self.cfg.gateway_id}), self.cfg.mqtt.qos, False))
+            doc = {**summary, "gateway": self.cfg.gateway_id}
+            out.append((alert_topic, documents.dumps(doc), self.cfg.mqtt.qos, False))
         if self.cfg.alerts.publish_verdicts:
-            out.append(
-                (self.topics["verdicts"], dumps(self._verdicts(records, scores, threshold, model, now)), 1, False)
-            )
+            doc = documents.verdicts(gateway=self.cfg.gateway_id, model=model, threshold=threshold,
+                                     idents=[r.ident for r in records], scores=scores.tolist(), now=now)  # fmt: skip
+            out.append((self.topics["verdicts"], documents.dumps(doc), 1, False))
         done = time.monotonic()
         self.stats.flow_latency.extend([done - a for a in batch.arrival])
         self.stats.add(flows_scored=len(records), alerts_out=alerts, alerts_suppressed=suppressed)
         return out
 
-    def _verdicts(self, records: list[FlowRecord], scores: np.ndarray, threshold: float, model: dict, now: datetime):
-        return {
-            "timestamp": rfc3339(now),
-            "event_type": "verdicts",
-            "gateway": self.cfg.gateway_id,
-            "model": model,
-            "threshold": threshold,
-            "verdicts": [
-                {
-                    **{k: r.ident[k] for k in ("flow_id", "seq", "sensor", "src_ip") if k in r.ident},
-                    "score": round(s, 6),
-                    "verdict": "malicious" if s > threshold else "benign",
-                }
-                for r, s in zip(records, scores.tolist(), strict=True)
-            ],
-        }
+    def _deadletter(self, topic: str, rejected: dict[str, Any], now: datetime, **extra: Any) -> Message:
+        doc = documents.deadletter(gateway=self.cfg.gateway_id, source_topic=topic, rejected=rejected, now=now, **extra)
+        return (self.topics["deadletter"], documents.dumps(doc), 1, False)
 
-    def _deadletter(
-        self, topic: str, reason: str, detail: str, index: int | None, excerpt: str, ident: dict, now: datetime, **extra
-    ) -> Message:
-        doc = {
-            "timestamp": rfc3339(now),
-            "event_type": "deadletter",
-            "gateway": self.cfg.gateway_id,
-            "reason": str(reason),
-            "detail": detail,
-            "index": index,
-            "source_topic": topic,
-            "ident": ident,
-            "excerpt": excerpt,
-            **extra,
-        }
-        return (self.topics["deadletter"], dumps(doc), 1, False)
-
-    def _track_seq(self, ident: dict[str, Any]) -> None:
-        """Per-sensor sequence numbers: gaps (lost upstream) and repeats (re-deliveries) are counted."""
-        seq = ident.get("seq")
-        if seq is None:
-            return
-        sensor = str(ident.get("sensor", ""))
-        last = self._last_seq.get(sensor)
-        if last is not None:
-            if seq > last + 1:
-                self.stats.add(seq_gap_flows=seq - last - 1)
-            elif seq == 0:
-                self.stats.add(seq_restarts=1)  # the publisher started counting again
-            elif seq <= last:
-                self.stats.add(seq_repeats=1)
-                return
-        self._last_seq[sensor] = seq
+    def _gaps(self, now: datetime) -> list[Message]:
+        """``gap`` events (on the alerts topic) for the holes past the reordering window: those of this batch's
+        sensors, and once a second those of every sensor."""
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + 1.0
+        out = []
+        for gap in self.sequences.expire(all_sensors=sweep):
+            log.warning("flows %d…%d of sensor %r never arrived (%s)", gap.first, gap.last, gap.sensor, gap.reason)
+            doc = documents.gap(gateway=self.cfg.gateway_id, sensor=gap.sensor, first=gap.first, last=gap.last,
+                                reason=gap.reason, now=now)  # fmt: skip
+            out.append((self.topics["alerts"], documents.dumps(doc), self.cfg.mqtt.qos, False))
+        return out

@@ -30,7 +30,7 @@ class Latency:
 
 
 class Stats:
-    """Thread-safe counters; ``snapshot()`` is the stats message body."""
+    """Thread-safe counters; ``snapshot()`` is the body of the stats document (:func:`agent.documents.stats`)."""
 
     def __init__(self) -> None:
         self.started = time.time()
@@ -56,7 +56,6 @@ class Stats:
             reasons = dict(self.deadletter_reasons)
         sizes = list(self.batch_sizes)
         return {
-            "timestamp": time.time(),
             "uptime_s": round(time.time() - self.started, 1),
             **{
                 k: counts.get(k, 0)

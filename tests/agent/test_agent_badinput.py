@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import random
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -15,6 +16,7 @@ pytest.register_assert_rewrite("agent_harness")
 
 from agent_harness import sample_rows, topic, wait_until  # noqa: E402
 
+from agent.documents import DEADLETTERS_PER_MESSAGE  # noqa: E402
 from agent.records import RecordLimits, parse_flows  # noqa: E402
 from flowmeter.replay import LABEL_COLUMNS  # noqa: E402
 from ids_core.preprocess import PreprocessSpec  # noqa: E402
@@ -184,3 +186,27 @@ def test_fuzz_200_random_payloads_each_answered_and_agent_alive(agents, collecto
     assert stats["flows_scored"] == accepted + 1 and stats["deadlettered"] == rejected
     assert "internal_error" not in stats["deadletter_reasons"], stats["deadletter_reasons"]
     assert agent.alive, agent.log()
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_one_message_of_5000_empty_records_gives_at_most_n_plus_1_dead_letters(agents, collector, publisher):
+    """No amplification: the first N record errors of a message in full, then one summary counting the rest."""
+    agent = agents.spawn()
+    n = DEADLETTERS_PER_MESSAGE
+    payload = json.dumps([{}] * 5000).encode()
+    publish_all(publisher, [payload, json.dumps([{}] * 3).encode()])  # then a small one: all in full
+
+    stats = collector.wait_stats(lambda s: s["messages_in"] == 2, 20, "stats after both messages", agent.log)
+    wait_until(lambda: len(collector.deadletters()) >= n + 1 + 3, 10, "the dead letters", agent.log)
+    time.sleep(0.5)
+    dead = collector.deadletters()
+    full = [d for d in dead if d["event_type"] == "deadletter"]
+    summaries = [d for d in dead if d["event_type"] == "deadletter_summary"]
+    assert len(dead) == n + 1 + 3 and len(full) == n + 3, [d["event_type"] for d in dead]
+    assert {d["reason"] for d in full} == {"missing_field"} and [d["index"] for d in full[:n]] == list(range(n))
+    (summary,) = summaries
+    assert summary["counts"] == {"missing_field": 5000 - n} and summary["suppressed"] == 5000 - n, summary
+    assert summary["shown"] == n and summary["source_topic"] == topic("flows")
+    assert stats["deadletter_reasons"] == {"missing_field": 5003} and stats["flows_in"] == 5003, stats
+    assert stats["other"]["deadletters_summarised"] == 5000 - n
+    assert agent.alive

@@ -76,4 +76,6 @@ def test_clean_stream_reports_no_seq_gaps_or_repeats(agents, collector, broker, 
     Stream(rows, broker.port, per_message=10).run()
     collector.wait_seqs(range(10), 20, agent.log)
     stats = collector.wait_stats(lambda s: s["flows_in"] == 10, 10, "stats after the message")
-    assert stats["other"].get("seq_gap_flows", 0) == 0 and stats["other"].get("seq_repeats", 0) == 0, stats
+    other = stats["other"]
+    assert other.get("seq_gap_flows", 0) == 0 and other.get("redeliveries_skipped", 0) == 0, stats
+    assert stats["sequences"] == {"sensors": 1, "missing": 0}, stats

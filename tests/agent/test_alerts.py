@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from agent.alerts import OVERFLOW_SOURCE, RateLimiter, make_alert
+from agent.alerts import OVERFLOW_SOURCE, RateLimiter
+from agent.documents import alert as make_alert
 
 MODEL = {"name": "uni-hybrid-t8", "version": "3", "sha256": "ab" * 32, "path": "/var/lib/x"}
 IDENT = {
