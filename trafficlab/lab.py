@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 BRIDGE = "br0"
 HOST_IF = "eth0"
 DEVICE_GRACE_S = 15.0  # devices stop by themselves at the end; this long after it they are killed
-ATTACK_GRACE_S = 8.0  # after its stop time an attack's `timeout` has fired (arpspoof re-ARPs for ~3 s)
+ATTACK_GRACE_S = 12.0  # after its stop time an attack's `timeout` has killed it (arpspoof re-ARPs for ~6 s)
 DRAIN_S = 0.5  # last packets in flight before the capture stops
 
 Progress = Callable[[float, list[str]], None]
@@ -93,6 +93,11 @@ def _sysctl(ns: Netns, *settings: str) -> None:
     ns.run(["sysctl", "-q", "-w", *settings])
 
 
+def _one_segment(ns: Netns, ifname: str) -> None:
+    """No segmentation offload on ``ifname``: every TCP packet leaves it at most one MSS long."""
+    ns.run(["ip", "link", "set", "dev", ifname, "gso_max_segs", "1"])
+
+
 def _check_isolated(hosts: list[Host]) -> None:
     """Refuse to run if any namespace could route a packet out of the lab."""
     for h in hosts:
@@ -131,6 +136,12 @@ class Lab:
             topo.link(gw, port, ns, HOST_IF)
             topo.attach(gw, port, bridge)
             self.hosts[name] = Host(name, role, ns, HOST_IF, *addr[name])
+        # wire-sized frames: without this, veths hand TCP super-segments of up to 64 KiB (TSO/GSO) to the bridge,
+        # and the capture shows packets no real Ethernet carries
+        for h in self.hosts.values():
+            _one_segment(h.ns, h.ifname)
+            if h.role != "gateway":
+                _one_segment(gw, f"v{h.name}")
         for h in self.hosts.values():
             topo.address(h.ns, h.ifname, f"{h.ipv4}/{v4len}")
             topo.address(h.ns, h.ifname, f"{h.ipv6}/{v6len}")

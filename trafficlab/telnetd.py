@@ -1,8 +1,8 @@
 """A telnet-like login service, as on a BusyBox IoT device: the target of the lab's Mirai-like password guessing.
 
-It negotiates like telnetd (IAC WILL ECHO / SGA), prompts ``login:`` and ``Password:``, and answers every
-guess with ``Login incorrect`` (three tries per connection). It never runs a shell: no credential opens
-anything. Connections, bytes and lifetime are bounded.
+It negotiates like telnetd (IAC WILL ECHO / SGA), prompts ``login:`` and ``Password:``, answers the guess with
+``Login incorrect`` and closes (one guess per connection, the way Mirai's scanner makes them). It never runs a
+shell: no credential opens anything. Connections, bytes and lifetime are bounded.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ NEGOTIATION = b"\xff\xfb\x01\xff\xfb\x03"  # IAC WILL ECHO, IAC WILL SGA (what B
 PROMPT = b"\r\n(none) login: "
 MAX_LINE = 256
 MAX_LINES = 24  # per connection (empty lines re-prompt, as login does)
-MAX_TRIES = 3
+MAX_TRIES = 1  # one guess per connection, as Mirai's scanner makes them (BusyBox login allows 3)
 IDLE_S = 10.0
 NEGOTIATION_WAIT_S = 0.3
 MAX_CONNECTIONS = 32
