@@ -32,6 +32,11 @@ class ExportResult:
     shipped_scores: np.ndarray | None = None  # the shipped int8 model's scores on the test split
 
 
+def load_tflite(path: Path, num_threads: int = 2) -> TFLiteModel:
+    """A TFLite model file ready to score windows (the gateway agent's interpreter wrapper)."""
+    return TFLiteModel(path, num_threads=num_threads)
+
+
 def score_tflite(model: TFLiteModel, split: SplitWindows, chunk: int = 4096) -> np.ndarray:
     """Scores of a TFLite model for every window of ``split``, gathered ``chunk`` windows at a time."""
     parts = [model.predict(split.windows(slice(s, s + chunk))) for s in range(0, len(split), chunk)]

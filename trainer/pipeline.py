@@ -48,8 +48,19 @@ class Prepared:
     test: SplitWindows
 
 
-def prepare(profile: Profile, workdir: Path) -> Prepared:
-    """Load and clean the data, split it (stratified), select and scale features, build windows."""
+IOTID20_SOURCE = "iotid20"
+
+
+def prepare(
+    profile: Profile, workdir: Path, *, extra_train: pd.DataFrame | None = None, extra_share: float = 0.5
+) -> Prepared:
+    """Load and clean the data, split it (stratified), select and scale features, build windows.
+
+    ``extra_train``: cleaned rows from elsewhere (a site's benign flows, a lab's labelled attacks) with a
+    ``source`` column; they join the training split after the IoTID20 split, so feature selection and
+    Min-Max are fitted on both. Windows are built per source (no window mixes sources), and inside each
+    class the extra rows carry ``extra_share`` of the class's training weight (see :func:`source_weights`).
+    """
     table = resolve_source(profile.data, synthetic_rows=profile.synthetic_rows, seed=profile.seed, workdir=workdir)
     log.info("%s", table.describe())
     frame = table.frame
@@ -61,6 +72,13 @@ def prepare(profile: Profile, workdir: Path) -> Prepared:
     )
     train_frame = frame.iloc[np.sort(train_idx)].reset_index(drop=True)
     test_frame = frame.iloc[np.sort(test_idx)].reset_index(drop=True)
+    if extra_train is not None:
+        if "source" not in extra_train.columns or (extra_train["source"] == IOTID20_SOURCE).any():
+            raise ValueError(f"extra training rows need a source column other than {IOTID20_SOURCE!r}")
+        train_frame = pd.concat([train_frame.assign(source=IOTID20_SOURCE), extra_train], ignore_index=True)
+        log.info(
+            "training split: %d IoTID20 rows + %d extra rows", len(train_frame) - len(extra_train), len(extra_train)
+        )
     selection = select_features(
         train_frame,
         top_k=profile.features.top_k,
@@ -71,19 +89,68 @@ def prepare(profile: Profile, workdir: Path) -> Prepared:
     )
     w = profile.window
     kw = {"length": w.length, "key": w.key, "order": w.order}
-    train = build_split(train_frame, selection.transform, seed=profile.seed, **kw)
+    if extra_train is None:
+        train = build_split(train_frame, selection.transform, seed=profile.seed, **kw)
+    else:
+        train = build_by_source(train_frame, selection.transform, seed=profile.seed, **kw)
+        train.weight = source_weights(train_frame, extra_share)[train.rows].astype(np.float32)
     test = build_split(test_frame, selection.transform, seed=profile.seed + 1, **kw)
     log.info("windows %s: %d train, %d test", train.shape, len(train), len(test))
     return Prepared(table, train_frame, test_frame, selection, train, test)
 
 
-def run(profile: Profile, out_dir: Path, *, model_version: str | None = None, verbose: int = 2) -> dict[str, Any]:
-    """Run the profile end to end; writes the artifacts and the report into ``out_dir``."""
+def build_by_source(frame: pd.DataFrame, transform: Any, *, seed: int, **kw: Any) -> SplitWindows:
+    """Windows of each ``source`` built on their own (streams never cross sources), side by side."""
+    parts, maps = [], []
+    for i, src in enumerate(pd.unique(frame["source"])):
+        pos = np.flatnonzero((frame["source"] == src).to_numpy())
+        part = frame.iloc[pos].reset_index(drop=True)
+        absent = [c for c in ("timestamp", *IDENTIFIER_COLUMNS) if c in part.columns and part[c].isna().all()]
+        parts.append(build_split(part.drop(columns=absent), transform, seed=seed + 1000 * i, **kw))
+        maps.append(pos)
+    return SplitWindows.concat(parts, maps)
+
+
+def source_weights(frame: pd.DataFrame, extra_share: float) -> np.ndarray:
+    """Training weight per row: inside each class, rows not from IoTID20 carry ``extra_share`` of its weight.
+
+    Each class keeps its total weight (= its row count), so the benign/malicious balance and the mean
+    weight (1) are those of the rows; only the split between IoTID20 and the extra sources changes.
+    A class with rows from one side only keeps weight 1 per row.
+    """
+    if not 0.0 < extra_share < 1.0:
+        raise ValueError(f"extra_share must be in (0, 1), got {extra_share}")
+    y = frame["y"].to_numpy()
+    extra = (frame["source"] != IOTID20_SOURCE).to_numpy()
+    w = np.ones(len(frame))
+    for cls in np.unique(y):
+        ext, base = (y == cls) & extra, (y == cls) & ~extra
+        if ext.any() and base.any():
+            total = ext.sum() + base.sum()
+            w[ext] = extra_share * total / ext.sum()
+            w[base] = (1.0 - extra_share) * total / base.sum()
+    return w
+
+
+def run(
+    profile: Profile,
+    out_dir: Path,
+    *,
+    model_version: str | None = None,
+    verbose: int = 2,
+    extra_train: pd.DataFrame | None = None,
+    extra_share: float = 0.5,
+    spec_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the profile end to end; writes the artifacts and the report into ``out_dir``.
+
+    ``extra_train``/``extra_share``: see :func:`prepare`; ``spec_extra`` is recorded in the spec's ``extra``.
+    """
     from trainer.report import write_report  # matplotlib-heavy; imported when a report is written
 
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
-    prep = prepare(profile, out_dir / "data")
+    prep = prepare(profile, out_dir / "data", extra_train=extra_train, extra_share=extra_share)
     save_test_flows(prep, out_dir / TEST_FLOWS)
     threshold = profile.export.threshold
     trained: dict[str, TrainedModel] = {}
@@ -110,7 +177,12 @@ def run(profile: Profile, out_dir: Path, *, model_version: str | None = None, ve
         selftest_windows=profile.export.selftest_windows,
         model_version=version,
         seed=profile.seed,
-        extra={"profile": profile.name, "data": prep.table.describe(), "synthetic": prep.table.synthetic},
+        extra={
+            "profile": profile.name,
+            "data": prep.table.describe(),
+            "synthetic": prep.table.synthetic,
+            **(spec_extra or {}),
+        },
     )
     scores[f"{main} int8"] = exported.shipped_scores
     results = evaluate_all(prep, scores, threshold)

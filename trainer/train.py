@@ -47,8 +47,17 @@ def validation_split(train: SplitWindows, fraction: float, seed: int = 0) -> tup
 def _inputs(split: SplitWindows, batch_size: int, *, shuffle: bool, seed: int) -> dict[str, Any]:
     t, f = split.shape
     if len(split) * t * f * 4 <= MATERIALISE_LIMIT_BYTES:
-        return {"x": split.windows(), "y": split.y, "batch_size": batch_size, "shuffle": shuffle}
+        out = {"x": split.windows(), "y": split.y, "batch_size": batch_size, "shuffle": shuffle}
+        if split.weight is not None:
+            out["sample_weight"] = split.weight
+        return out
     return {"x": WindowBatches(split, batch_size, shuffle=shuffle, seed=seed)}
+
+
+def _validation_data(val: dict[str, Any]) -> Any:
+    if "y" not in val:
+        return val["x"]
+    return (val["x"], val["y"], val["sample_weight"]) if "sample_weight" in val else (val["x"], val["y"])
 
 
 def train_model(
@@ -100,7 +109,7 @@ def train_model(
     start = time.perf_counter()
     hist = model.fit(
         **_inputs(fit_part, cfg.batch_size, shuffle=True, seed=seed),
-        validation_data=(val["x"], val["y"]) if "y" in val else val["x"],
+        validation_data=_validation_data(val),
         epochs=cfg.epochs,
         steps_per_epoch=cfg.steps_per_epoch,
         callbacks=callbacks,

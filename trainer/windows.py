@@ -51,6 +51,7 @@ class SplitWindows:
     category: np.ndarray  # (n,) IoTID20 Cat of the newest flow
     rows: np.ndarray  # (n,) index of the newest flow in the split's frame
     keys: np.ndarray  # (n,) window key of each flow
+    weight: np.ndarray | None = None  # (n,) training weight of each window (None = all 1)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -72,6 +73,25 @@ class SplitWindows:
             self.category[select],
             self.rows[select],
             self.keys[select],
+            None if self.weight is None else self.weight[select],
+        )
+
+    @classmethod
+    def concat(cls, parts: list[SplitWindows], row_maps: list[np.ndarray]) -> SplitWindows:
+        """Windows of several separately built streams side by side (no window crosses parts).
+
+        ``row_maps[i]`` maps part ``i``'s ``rows`` (positions in its own frame) to positions in the joint frame.
+        """
+        offsets = np.cumsum([0, *(len(p.vectors) for p in parts[:-1])])
+        return cls(
+            vectors=np.concatenate([p.vectors for p in parts]),
+            idx=np.concatenate(
+                [np.where(p.idx >= 0, p.idx + o, -1).astype(np.int32) for p, o in zip(parts, offsets, strict=True)]
+            ),
+            y=np.concatenate([p.y for p in parts]),
+            category=np.concatenate([p.category for p in parts]),
+            rows=np.concatenate([m[p.rows] for p, m in zip(parts, row_maps, strict=True)]),
+            keys=np.concatenate([p.keys for p in parts]),
         )
 
 
@@ -114,8 +134,10 @@ class WindowBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return -(-len(self.split) // self.batch_size)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
         sel = np.sort(self._order[i * self.batch_size : (i + 1) * self.batch_size])
+        if self.split.weight is not None:
+            return self.split.windows(sel), self.split.y[sel], self.split.weight[sel]
         return self.split.windows(sel), self.split.y[sel]
 
     def on_epoch_end(self) -> None:
