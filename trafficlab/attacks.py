@@ -135,7 +135,7 @@ def _arpspoof(p: ArpSpoofParams, ctx: AttackContext) -> list[list[str]]:
     cmds = []
     for ip in ctx.target_ips:
         argv = ["arpspoof", "-i", ctx.ifname, "-t", ip, *(["-r"] if p.both_ways else []), spoofed]
-        cmds.append(_timeout(ctx.seconds, argv, "INT", 10))  # on SIGINT arpspoof re-ARPs the true addresses (~6 s)
+        cmds.append(_timeout(ctx.seconds, argv, "INT", 15))  # on SIGINT arpspoof re-ARPs for 5 rounds (~10 s)
     return cmds
 
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 BRIDGE = "br0"
 HOST_IF = "eth0"
 DEVICE_GRACE_S = 15.0  # devices stop by themselves at the end; this long after it they are killed
-ATTACK_GRACE_S = 12.0  # after its stop time an attack's `timeout` has killed it (arpspoof re-ARPs for ~6 s)
+ATTACK_GRACE_S = 17.0  # after its stop time an attack's `timeout` has killed it (arpspoof re-ARPs for ~10 s)
 DRAIN_S = 0.5  # last packets in flight before the capture stops
 
 Progress = Callable[[float, list[str]], None]

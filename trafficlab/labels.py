@@ -5,7 +5,8 @@ victims, and when the tool actually ran: ``start_us``/``stop_us`` in µs since t
 (CLOCK_REALTIME), the clock the kernel stamps captured packets with, so pcap times and label windows compare
 directly. A flow is labelled with an attack when one of its endpoints is that attack's attacker and it starts
 inside the attack's window (± a tolerance); for ARP spoofing, also when it runs between a victim and the spoofed
-host inside the window (that traffic crossed the attacker). Everything else is ``Normal``.
+host until the scheduled stop (that traffic crossed the attacker; after it arpspoof repairs the caches). Everything
+else is ``Normal``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class _Window:
     stop_s: float
     attacker: frozenset[str]
     pairs: frozenset[frozenset[str]]  # ARP spoofing: {victim, spoofed} address pairs
+    pairs_stop_s: float  # poisoning ends at the scheduled stop; the tool's re-ARP tail repairs the caches
 
 
 class Labeler:
@@ -91,9 +93,9 @@ class Labeler:
                 for victim in a.get("victim_addresses", [])
                 if a.get("spoofed_address")
             )
-            self.windows.append(
-                _Window(label, a["start_us"] / 1e6, a["stop_us"] / 1e6, frozenset(a["attacker_addresses"]), pairs)
-            )
+            start, stop = a["start_us"] / 1e6, a["stop_us"] / 1e6
+            pairs_stop = min(stop, a.get("scheduled_stop_us", a["stop_us"]) / 1e6)
+            self.windows.append(_Window(label, start, stop, frozenset(a["attacker_addresses"]), pairs, pairs_stop))
 
     def label(self, src: str, dst: str, t_lo: float, t_hi: float | None = None) -> FlowLabel:
         """The label of traffic between ``src`` and ``dst`` that started in [t_lo, t_hi] (epoch seconds)."""
@@ -105,7 +107,7 @@ class Labeler:
                 continue
             if src in w.attacker or dst in w.attacker:
                 rank = 0  # the attacker's own packets beat the diverted traffic of an ARP spoof
-            elif frozenset((src, dst)) in w.pairs:
+            elif frozenset((src, dst)) in w.pairs and t_lo <= w.pairs_stop_s + self.tolerance_s:
                 rank = 1
             else:
                 continue

@@ -130,3 +130,14 @@ def test_the_labels_file_round_trips_and_bad_files_are_refused(tmp_path: Path):
         read_labels(path)
     with pytest.raises(LabelsError, match="cannot read"):
         read_labels(tmp_path / "missing.json")
+
+
+def test_the_victims_traffic_is_normal_again_once_the_poisoning_is_scheduled_to_stop():
+    """arpspoof repairs the caches after its stop time: the victim's packets go direct again during that tail."""
+    spoof = _attack("spoof", "MITM ARP Spoofing", "MITM ARP Spoofing", 30.0, 43.5, spoofed_address="10.77.0.1")
+    spoof["scheduled_stop_us"] = int((T0 + 33.5) * 1e6)
+    victim = {"Src_IP": "10.77.0.10", "Dst_IP": "10.77.0.1"}
+    rows = [{**victim, "Timestamp": T0 + 33.0}, {**victim, "Timestamp": T0 + 40.0}]
+    attacker_tail = {"Src_IP": "10.77.0.200", "Dst_IP": "10.77.0.10", "Timestamp": T0 + 40.0}
+    got = label_flows([*rows, attacker_tail], {"attacks": [spoof]})
+    assert [x.sub_cat for x in got] == ["MITM ARP Spoofing", "Normal", "MITM ARP Spoofing"]
