@@ -184,14 +184,15 @@ class Flow:
             if p >= 1:
                 self.fact += 1
             n = self.fn = self.fn + 1
-            dev = p - self.fm1
-            nd = dev / n
-            self.fm1 += nd
-            self.fm2 += (n - 1) * dev * nd
             self.fhdr += hdr
-            if n == 1:
+            if n == 1:  # Welford's first step: m1 = x, m2 += 0 (skipped: no new float object)
+                self.fm1 = float(p)
                 self.fsum = self.fmin = self.fmax = p
             else:
+                dev = p - self.fm1
+                nd = dev / n
+                self.fm1 += nd
+                self.fm2 += (n - 1) * dev * nd
                 self.fsum += p
                 if p < self.fmin:
                     self.fmin = p
@@ -199,13 +200,14 @@ class Flow:
                     self.fmax = p
                 iat = ts - self.flast
                 m = n - 1
-                dev = iat - self.fiat_m1
-                nd = dev / m
-                self.fiat_m1 += nd
-                self.fiat_m2 += (m - 1) * dev * nd
                 if m == 1:
+                    self.fiat_m1 = float(iat)
                     self.fiat_sum = self.fiat_min = self.fiat_max = iat
                 else:
+                    dev = iat - self.fiat_m1
+                    nd = dev / m
+                    self.fiat_m1 += nd
+                    self.fiat_m2 += (m - 1) * dev * nd
                     self.fiat_sum += iat
                     if iat < self.fiat_min:
                         self.fiat_min = iat
@@ -228,13 +230,14 @@ class Flow:
             self.bhdr += hdr
             iat = ts - self.blast
             m = n - 1
-            dev = iat - self.biat_m1
-            nd = dev / m
-            self.biat_m1 += nd
-            self.biat_m2 += (m - 1) * dev * nd
             if m == 1:
+                self.biat_m1 = float(iat)
                 self.biat_sum = self.biat_min = self.biat_max = iat
             else:
+                dev = iat - self.biat_m1
+                nd = dev / m
+                self.biat_m1 += nd
+                self.biat_m2 += (m - 1) * dev * nd
                 self.biat_sum += iat
                 if iat < self.biat_min:
                     self.biat_min = iat
@@ -243,16 +246,18 @@ class Flow:
             self.blast = ts
         iat = ts - self.last
         m = self.fn + self.bn - 1
-        dev = iat - self.iat_m1
-        nd = dev / m
-        self.iat_m1 += nd
-        self.iat_m2 += (m - 1) * dev * nd
         if m == 1:
+            self.iat_m1 = float(iat)
             self.iat_min = self.iat_max = iat
-        elif iat < self.iat_min:
-            self.iat_min = iat
-        elif iat > self.iat_max:
-            self.iat_max = iat
+        else:
+            dev = iat - self.iat_m1
+            nd = dev / m
+            self.iat_m1 += nd
+            self.iat_m2 += (m - 1) * dev * nd
+            if iat < self.iat_min:
+                self.iat_min = iat
+            elif iat > self.iat_max:
+                self.iat_max = iat
         self.last = ts
 
     def _idle_gap(self, ts: int) -> None:
