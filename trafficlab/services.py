@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -37,11 +38,8 @@ def python_argv(module: str, *args: str) -> list[str]:
 
 
 def python_env() -> dict[str, str]:
-    import os
-
-    import trafficlab
-
-    root = str(Path(trafficlab.__file__).resolve().parents[1])
+    """This environment, with the directory that holds ``trafficlab`` first on PYTHONPATH."""
+    root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env

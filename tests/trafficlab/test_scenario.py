@@ -175,3 +175,19 @@ def test_attack_commands_are_bounded_in_count_and_time(tmp_path: Path):
     assert hydra[0] == "timeout" and "hydra" in hydra
     assert len((tmp_path / "mirai_credentials.txt").read_text().splitlines()) == 7
     assert ("root", "xc3511") in MIRAI_CREDENTIALS and len(MIRAI_CREDENTIALS) > 50
+
+
+def test_the_cli_lists_checks_and_refuses_with_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from trafficlab.cli import main
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.startswith("ci ") and "\nstandard " in listed
+    assert main(["check", "standard"]) == 0
+    assert "standard: ok (7 devices, 11 attacks, 900 s)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(scenario_text(attacks__0__targets=["fridge"]))
+    assert main(["check", str(bad)]) == 2
+    assert f"{bad}: attacks[0].targets[0]: 'fridge' is not a device" in capsys.readouterr().err
+    assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
