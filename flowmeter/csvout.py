@@ -57,10 +57,12 @@ def label_columns(cat: str | None, sub_cat: str | None) -> tuple[tuple[str, ...]
     """Label columns and values: the reference's ``Label`` = ``No Label``, or IoTID20's Label/Cat/Sub_Cat."""
     if cat is None and sub_cat is None:
         return ("Label",), (NO_LABEL,)
-    if cat is None:
+    if sub_cat is not None:
         if sub_cat not in SUB_CAT_TO_CAT:
             raise ValueError(f"unknown Sub_Cat {sub_cat!r}; known: {', '.join(SUB_CAT_TO_CAT)}")
-        cat = SUB_CAT_TO_CAT[sub_cat]  # type: ignore[index]
+        if cat is not None and cat != SUB_CAT_TO_CAT[sub_cat]:
+            raise ValueError(f"Sub_Cat {sub_cat!r} belongs to Cat {SUB_CAT_TO_CAT[sub_cat]!r}, not {cat!r}")
+        cat = SUB_CAT_TO_CAT[sub_cat]
     label = LABEL_NORMAL if cat == LABEL_NORMAL else LABEL_ANOMALY
     return ("Label", "Cat", "Sub_Cat"), (label, cat, sub_cat or cat)
 

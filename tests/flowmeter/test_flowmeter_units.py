@@ -219,3 +219,7 @@ def test_cli_errors(tmp_path: Path) -> None:
         cli_main([str(_capture(tmp_path))])  # no output
     with pytest.raises(SystemExit):
         cli_main([str(_capture(tmp_path)), "--csv", str(tmp_path / "o.csv"), "--sub-cat", "Nonsense"])
+    with pytest.raises(SystemExit):
+        cli_main(
+            [str(_capture(tmp_path)), "--csv", str(tmp_path / "o.csv"), "--cat", "Normal", "--sub-cat", "Scan Hostport"]
+        )
