@@ -234,9 +234,10 @@ def save_test_flows(prep: Prepared, path: Path) -> Path:
     ids = [c for c in IDENTIFIER_COLUMNS if c in frame.columns]
     out = frame[[*ids, *NUMERIC_COLUMNS]].copy()
     for c in INT_COLUMNS:
-        out[c] = out[c].astype("int64")
+        if np.isfinite(out[c].to_numpy()).all():
+            out[c] = out[c].astype("int64")
     out["Cat"] = frame["category"].to_numpy()
-    out.to_csv(path, index=False)
+    out.to_csv(path, index=False, na_rep="NaN")  # inf → "inf", NaN → "NaN": the replay sends them as JSON literals
     return path
 
 
