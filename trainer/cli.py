@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.config import DEFAULT_CONFIG, ConfigError, load_profile
+from trainer.config import DEFAULT_CONFIG, ConfigError, load_profile, profile_names
 
 EPILOG = """\
 examples:
@@ -18,6 +18,8 @@ examples:
   iotids-train grid --only optimizer=adam,batch_size=256
   iotids-train estimate --profile paper --rows 625415  # time a few training steps, extrapolate the full run
   iotids-train synth --rows 20000 --out data/        # SYNTHETIC flows in the IoTID20 schema
+  iotids-train adapt --site-benign site.csv --out runs/site   # learn a site's own benign traffic
+  iotids-train profiles                              # the profiles of the trainer config
 """
 
 
@@ -68,6 +70,54 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=625_415, help="cleaned rows of the data the estimate is for")
     p.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up step)")
 
+    p = sub.add_parser("profiles", help="list the profiles of the trainer config")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="trainer YAML (default: %(default)s)")
+
+    p = sub.add_parser(
+        "adapt",
+        help="retrain on IoTID20 + a site's benign flows (+ lab attacks); before/after on held-out site traffic",
+    )
+    _profile_args(p)
+    p.add_argument(
+        "--site-benign",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="CSV",
+        help="the site's flows from a learning period (flow-meter CSV; rows are Normal unless a "
+        "Cat/Label column says otherwise); repeatable",
+    )
+    p.add_argument(
+        "--site-attacks",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="the lab's labelled flows (Cat column); repeatable",
+    )
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=0.3,
+        help="latest share of each file's rows (per category, in time order) held out (default %(default)s)",
+    )
+    p.add_argument(
+        "--site-share",
+        type=float,
+        default=0.5,
+        help="share of each class's training weight carried by site/lab rows (default %(default)s)",
+    )
+    p.add_argument(
+        "--baseline", type=Path, help="run directory of the IoTID20 model (default: train it into OUT/baseline)"
+    )
+    p.add_argument(
+        "--curve",
+        default="0.1,0.25,0.5",
+        help="learning-curve fractions of the benign learning rows, comma-separated; '' = none (default %(default)s)",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/site"), help="output run directory (default: %(default)s)")
+    p.add_argument("--model-version", help="version string recorded in the spec (default: <profile>-<UTC time>)")
+
     p = sub.add_parser("synth", help="write SYNTHETIC flows in the IoTID20 schema (for demos without the dataset)")
     p.add_argument("--rows", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
@@ -81,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        if args.command == "profiles":
+            print("\n".join(profile_names(args.config)))
+            return 0
         if args.command == "synth":
             from trainer.synthetic import write_csv
 
@@ -93,6 +146,23 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or Path("runs") / profile.name
             summary = run(profile, out, model_version=args.model_version, verbose=2)
             _print_run_summary(summary, out)
+        elif args.command == "adapt":
+            from trainer.site_adapt import adapt, print_summary
+
+            curve = tuple(float(x) for x in args.curve.split(",") if x.strip())
+            summary = adapt(
+                profile,
+                args.out,
+                site_benign=args.site_benign,
+                site_attacks=args.site_attacks,
+                holdout=args.holdout,
+                site_share=args.site_share,
+                baseline=args.baseline,
+                curve=curve,
+                model_version=args.model_version,
+                verbose=2 if args.verbose else 0,
+            )
+            print_summary(summary["site_adaptation"], args.out)
         elif args.command == "grid":
             from trainer.grid import run_grid
 
