@@ -1,9 +1,10 @@
 """``iotids-agent``: the gateway daemon (systemd ``Type=notify``).
 
 Threads: paho's network thread receives flows and PUBACKs; the pipeline thread scores micro-batches;
-the forwarder drains the outbox to the broker; the main thread handles signals, reloads and stats.
-One stop event is shared by all of them. SIGTERM: finish the batch in hand, publish ``offline``,
-exit. SIGHUP: reload the config and the model, switching models between two batches.
+the forwarder drains the outbox to the broker; the OTA thread installs model bundles; the main thread
+handles signals, reloads and stats. One stop event (``Agent.stop_event``) ends every one of their loops.
+SIGTERM: finish the batch in hand, publish ``offline``, exit. SIGHUP: reload the config and the model,
+switching models between two batches.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any
 from agent import __version__, documents, systemd
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.forwarder import Forwarder
+from agent.model_life import MODEL_ERRORS, ModelLife
 from agent.mqtt import Inbound, MqttLink
-from agent.ota import MODEL_ERRORS, ModelManager
 from agent.pipeline import Pipeline
+from agent.scorer import Scorer
 from agent.stats import Stats
 from firmware_bundle.errors import KeyFileError  # no cryptography needed to catch it
 from ids_core.outbox import Outbox
@@ -63,17 +65,20 @@ def setup_logging(cfg: AgentConfig) -> None:
 
 
 class Agent:
-    """Wires config, model, outbox, MQTT link, pipeline and forwarder together and runs them."""
+    """Wires config, model, outbox, MQTT link, pipeline and forwarder together and runs them.
+
+    Built in dependency order: outbox → MQTT link → forwarder → the model's life (which may already report a
+    bundle status, e.g. a slot that no longer loads) → pipeline. The link's callbacks reach the pipeline and
+    the forwarder only once ``run()`` starts it.
+    """
 
     def __init__(self, cfg: AgentConfig, config_path: Path | None = None, overrides: list[str] | None = None) -> None:
         self.cfg, self.config_path, self.overrides = cfg, config_path, overrides or []
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # the one stop event: pipeline, OTA thread, main loop
         self.reload_event = threading.Event()
         self.stats = Stats()
         self.state = cfg.make_state_dir()  # 0700, whatever the umask
         self.outbox = Outbox(self.state / "outbox.sqlite", cfg.outbox.max_messages)
-        self.models = ModelManager(cfg, status=self.bundle_status)
-        self.scorer = self.models.initial_scorer()
         self.link = MqttLink(
             cfg,
             on_flows=lambda m: self.pipeline.submit(m),
@@ -83,11 +88,11 @@ class Agent:
             receive_maximum=max(1024, 4 * cfg.batch.max_records),
         )
         self.forwarder = Forwarder(self.outbox, self.link)
+        self.models = ModelLife(cfg, status=self.bundle_status, stop=self.stop_event)
         self.pipeline = Pipeline(
-            self.models.cfg, self.scorer, self.outbox, self.stats,  # the file + the live bundle's agent-config
+            self.models.cfg, self.models.scorer, self.outbox, self.stats,  # the file + the live bundle's agent-config
             ack=self.link.ack, skip=self.link.skip, wake_forwarder=self.forwarder.wake, on_batch=self.models.on_batch,
         )  # fmt: skip
-        self.models.on_config = self.pipeline.apply_config
         self._watchdog = systemd.watchdog_interval()
         self._last_ping = 0.0
 
@@ -103,8 +108,12 @@ class Agent:
         doc = documents.bundle_status(gateway=self.cfg.gateway_id, event=event)
         log.info("bundle status: %s", {k: v for k, v in doc.items() if k != "timestamp"})
         self.outbox.put_many([(self.cfg.topic("bundle/status"), documents.dumps(doc), 1, False)])
-        if hasattr(self, "forwarder"):
-            self.forwarder.wake()
+        self.forwarder.wake()
+
+    @property
+    def scorer(self) -> Scorer:
+        """The model serving now."""
+        return self.pipeline.scorer
 
     # ------------------------------------------------------------------ run
 
@@ -139,7 +148,7 @@ class Agent:
         systemd.stopping()
         log.info("stopping: finishing the batch in hand")
         pipeline_thread.join(timeout=30)
-        self.models.stop()
+        self.models.join(timeout=5.0)
         self.forwarder.stop(timeout=5.0)
         self.publish_stats()
         self.link.stop()
@@ -173,19 +182,9 @@ class Agent:
         changed = [k for k in RESTART_ONLY if getattr(cfg, k) != getattr(self.cfg, k)]
         if changed:
             log.warning("reload: %s changed; these take effect after a restart", ", ".join(changed))
-        previous = self.models.base_cfg, self.models.cfg
-        self.models.base_cfg = cfg
-        try:
-            scorer = self.models.initial_scorer()
-        except MODEL_ERRORS as e:
-            log.error("reload: model not loaded; keeping the running model and config: %s", e)
-            self.models.base_cfg, self.models.cfg = previous
-            systemd.ready()
-            return
-        self.pipeline.request_swap(scorer)
-        self.pipeline.apply_config(self.models.cfg)  # the file + the live bundle's agent-config fragment
-        logging.getLogger().setLevel(cfg.log_level)
-        self.cfg = cfg
+        if self.models.reload(cfg):  # the model and the file + the live bundle's agent-config, or nothing
+            logging.getLogger().setLevel(cfg.log_level)
+            self.cfg = cfg
         systemd.ready()
 
     def publish_stats(self) -> None:

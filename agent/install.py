@@ -2,7 +2,7 @@
 
 The :class:`Installer` does the I/O around :func:`firmware_bundle.verifier.verify_bundle` (bytes in, no
 I/O). It never touches the serving model until the new one passed every check and its self-test in a
-fresh interpreter; the switch itself is a swap between two batches, done by the agent's pipeline.
+fresh interpreter; the switch itself (a swap between two batches) is :class:`agent.model_life.ModelLife`'s.
 
 Status events (published by the agent on ``<prefix>/<gateway>/bundle/status``): ``received``,
 ``rejected`` {reason}, ``verified``, ``activated``, ``committed`` (probation passed), ``rolled_back``
@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.interpreter import TFLiteModel
 from agent.probation import Probation
+from agent.scorer import Scorer
 from agent.slots import SlotState, SlotStore
 from firmware_bundle.errors import BundleError, SelfTestError
 from firmware_bundle.limits import Limits
@@ -65,8 +67,23 @@ def selftest(model: TFLiteModel, inputs: bytes, outputs: bytes, tolerance: int =
         )
 
 
+@dataclass(frozen=True)
+class Installed:
+    """A bundle that passed every check and its self-test and is now the active slot in the state file."""
+
+    bundle: VerifiedBundle
+    slot: Path
+    scorer: Scorer  # loaded from ``slot`` in a fresh interpreter; what the pipeline switches to
+    probation: Probation | None  # None: ``bundle.probation_seconds`` is 0
+    previous: int | None  # the slot it replaced (None: the factory model)
+
+
 class Installer:
-    """Verifies and installs bundles one at a time; keeps the slots and the state file consistent."""
+    """Verifies and installs bundles one at a time; keeps the slots and the state file consistent.
+
+    It reports progress through ``status`` and never touches the serving model: :meth:`install` returns the
+    new model, the caller switches to it and then calls :meth:`activated`.
+    """
 
     def __init__(
         self,
@@ -77,9 +94,7 @@ class Installer:
         limits: Limits,
         probation_seconds: float,
         probation_min_windows: int,
-        load_slot: Callable[[Path], Any],
         status: Status,
-        check_config: Callable[[bytes], None] | None = None,
         selftest_tolerance: int = 0,
     ) -> None:
         self.store, self.trusted_keys, self.agent_version = store, list(trusted_keys), agent_version
@@ -88,7 +103,7 @@ class Installer:
             probation_seconds,
             probation_min_windows,
         )
-        self._load_slot, self._status, self._check_config = load_slot, status, check_config
+        self._status = status
         self.selftest_tolerance = selftest_tolerance
         self._pause_at = os.environ.get(PAUSE_ENV, "")
         self.lock = threading.Lock()
@@ -110,11 +125,18 @@ class Installer:
 
     # ------------------------------------------------------------------ install
 
-    def install(self, data: bytes, activate: Callable[[Any, VerifiedBundle, Probation], None]) -> bool:
-        """Verify, unpack, self-test and activate ``data``; False (with a ``rejected`` status) if refused.
+    def install(
+        self,
+        data: bytes,
+        *,
+        load: Callable[[Path], Scorer],
+        check_config: Callable[[bytes], object] = lambda _fragment: None,
+    ) -> Installed | None:
+        """Verify, unpack and self-test ``data``, then record it as the active slot in the state file.
 
-        ``activate(scorer, bundle, probation)`` must switch the pipeline to ``scorer`` and return once
-        the switch happened.
+        ``load`` loads a slot directory into a fresh :class:`Scorer`; ``check_config`` raises
+        :class:`BadConfigError` for an agent-config fragment this gateway refuses. Returns None (after a
+        ``rejected`` or ``current`` status) when the bundle is refused; the serving model is untouched then.
         """
         with self.lock:
             bundle: VerifiedBundle | None = None
@@ -122,7 +144,7 @@ class Installer:
             self._status({"event": "received", "bytes": len(data), "sha256": sha})
             if sha == self.state.active_sha256:
                 self._status({"event": "current", "bundle_version": self.state.active, "sha256": sha})
-                return False
+                return None
             try:
                 bundle = verify_bundle(
                     data,
@@ -134,14 +156,14 @@ class Installer:
                     inspect_model=inspect_model,
                 )
                 version = bundle.manifest.bundle_version
-                if self._check_config and artifacts.AGENT_CONFIG_FRAGMENT in bundle.files:
-                    self._check_config(bundle.files[artifacts.AGENT_CONFIG_FRAGMENT])
+                if artifacts.AGENT_CONFIG_FRAGMENT in bundle.files:
+                    check_config(bundle.files[artifacts.AGENT_CONFIG_FRAGMENT])
                 self._status({"event": "verified", **_describe(bundle)})
                 self._pause("verified")
                 slot = self.store.write_slot(version, bundle.files)
                 self._pause("unpacked")
                 try:
-                    scorer = self._load_slot(slot)
+                    scorer = load(slot)
                     selftest(
                         scorer.model,
                         bundle.files[artifacts.SELFTEST_INPUTS],
@@ -155,23 +177,23 @@ class Installer:
                 self._pause("selftested")
             except BundleError as e:
                 self._reject(e, bundle)
-                return False
+                return None
             previous = self.state.active
-            probation = Probation(version, time.time() + self.probation_seconds, self.probation_min_windows)
+            until = time.time() + self.probation_seconds if self.probation_seconds > 0 else None
             self._commit_state(
                 SlotState(
-                    active=version,
-                    previous=previous,
-                    highest_installed=version,
-                    probation_until=probation.until if self.probation_seconds > 0 else None,
+                    active=version, previous=previous, highest_installed=version, probation_until=until,
                     active_sha256=sha,
                 )
-            )
+            )  # fmt: skip
             self._pause("state_written")
-            activate(scorer, bundle, probation)
-            self._status({"event": "activated", **_describe(bundle), "previous": previous})
-            self._pause("activated")
-            return True
+            probation = Probation(version, until, self.probation_min_windows) if until is not None else None
+            return Installed(bundle, slot, scorer, probation, previous)
+
+    def activated(self, installed: Installed) -> None:
+        """The pipeline switched to ``installed``'s model: say so."""
+        self._status({"event": "activated", **_describe(installed.bundle), "previous": installed.previous})
+        self._pause("activated")
 
     def _reject(self, error: BundleError, bundle: VerifiedBundle | None) -> None:
         version = bundle.manifest.bundle_version if bundle else None

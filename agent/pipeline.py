@@ -61,7 +61,7 @@ class Pipeline:
         *,
         ack: Callable[[Inbound], None] = lambda m: None,
         wake_forwarder: Callable[[], None] = lambda: None,
-        on_batch: Callable[[Scorer, np.ndarray, Exception | None], None] | None = None,
+        on_batch: Callable[[Scorer, np.ndarray | None, np.ndarray, Exception | None], None] | None = None,
         skip: Callable[[Inbound], bool] = lambda m: False,
     ) -> None:
         self.scorer = scorer
@@ -233,8 +233,9 @@ class Pipeline:
     def _score(self, batch: Batch, now: datetime) -> list[Message]:
         scorer, records = self.scorer, batch.records
         t0 = time.perf_counter()
+        inputs: np.ndarray | None = None
         try:
-            scores = scorer.score(records)
+            inputs, scores = scorer.infer(records)
             error: Exception | None = None
             if not np.all(np.isfinite(scores)):
                 raise FloatingPointError("model produced non-finite scores")
@@ -243,7 +244,7 @@ class Pipeline:
             scores, error = np.full(len(records), np.nan, dtype=np.float32), e
         t1 = time.perf_counter()
         if self._on_batch:
-            self._on_batch(scorer, scores, error)
+            self._on_batch(scorer, inputs, scores, error)  # (model inputs, scores): what probation watches
         if error is not None:
             self.stats.deadletter("inference_error", len(records))
             failed = [{"reason": "inference_error", "detail": str(error), "index": r.index, "excerpt": "",

@@ -34,7 +34,6 @@ class Scorer:
     windows: StreamWindows
     source: str = ""
     categorical: tuple[str, ...] = field(init=False)
-    last_inputs: np.ndarray | None = field(init=False, default=None)  # the latest batch's model inputs
 
     def __post_init__(self) -> None:
         if not self.model.is_int8 or self.model.input_quantization is None:
@@ -127,10 +126,14 @@ class Scorer:
 
     def score(self, records: Sequence[FlowRecord]) -> np.ndarray:
         """One score in [0, 1] per record."""
+        return self.infer(records)[1]
+
+    def infer(self, records: Sequence[FlowRecord]) -> tuple[np.ndarray, np.ndarray]:
+        """The model inputs ``(n, T, F)`` built for ``records`` and one score in [0, 1] per record."""
         if not records:
-            return np.empty(0, dtype=np.float32)
-        self.last_inputs = self.model_inputs(records)
-        return self.model.scores(self.last_inputs)
+            return np.empty((0, *self.spec.input_shape), dtype=self.model.input_dtype), np.empty(0, dtype=np.float32)
+        inputs = self.model_inputs(records)
+        return inputs, self.model.scores(inputs)
 
 
 def _same_quantization(a: Quantization | None, b: Quantization) -> bool:

@@ -111,10 +111,9 @@ def preinstall(state_dir: Path, art: Artifacts, keypair: KeyPair, version: int) 
         limits=Limits(max_bundle_bytes=MAX_BYTES),
         probation_seconds=0.0,
         probation_min_windows=1,
-        load_slot=Scorer.load,
         status=lambda _e: None,
     )
-    assert installer.install(bundle(art, keypair, version), lambda *_a: None)
+    assert installer.install(bundle(art, keypair, version), load=Scorer.load) is not None
 
 
 # --------------------------------------------------------------------------- observing the agent

@@ -1,8 +1,9 @@
-"""The installer without MQTT: real SlotStore, Installer, ModelManager and pipeline, real LiteRT interpreters
+"""The installer without MQTT: real SlotStore, Installer, ModelLife and pipeline, real LiteRT interpreters
 (the tiny int8 model of bundle_helpers). Crashes are simulated by an exception nothing catches."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from agent import __version__ as AGENT_VERSION  # noqa: E402
 from agent import slots  # noqa: E402
 from agent.config import AgentConfig  # noqa: E402
 from agent.install import STEPS, Installer, selftest  # noqa: E402
-from agent.ota import ModelManager  # noqa: E402
+from agent.model_life import ModelLife  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
 from agent.probation import Probation  # noqa: E402
 from agent.scorer import Scorer  # noqa: E402
@@ -61,13 +62,18 @@ class Gateway:
             limits=Limits(),
             probation_seconds=kw.pop("probation_seconds", 0.0),
             probation_min_windows=8,
-            load_slot=Scorer.load,
             status=self.events.append,
             **kw,
         )
 
     def install(self, data: bytes) -> bool:
-        return self.installer.install(data, lambda _s, b, _p: self.activated.append(b.manifest.bundle_version))
+        """What ModelLife does around the installer, without a pipeline to switch."""
+        installed = self.installer.install(data, load=Scorer.load)
+        if installed is None:
+            return False
+        self.activated.append(installed.bundle.manifest.bundle_version)
+        self.installer.activated(installed)
+        return True
 
     @property
     def last(self) -> dict[str, Any]:
@@ -174,7 +180,7 @@ def test_rolling_back_the_first_bundle_returns_to_the_factory_model(tmp_path, ti
     assert slot_names(root) == []
 
     cfg = agent_config(tmp_path, keypair, tiny)
-    assert ModelManager(cfg, status=lambda _e: None).initial_scorer().source == str(tiny.dir)
+    assert ModelLife(cfg, status=lambda _e: None, stop=threading.Event()).scorer.source == str(tiny.dir)
     assert not gw.install(bundle(tiny, keypair, 1)), "the rolled-back version was accepted again"
     assert gw.last["reason"] == "replay"
 
@@ -233,36 +239,34 @@ def agent_config(tmp_path: Path, keypair: KeyPair, factory: Artifacts, **bundle_
      "batch: {max_records: [", "- batch"],
     ids=["section-not-allowed", "below-minimum", "unknown-key", "not-a-mapping", "not-yaml", "a-list"],
 )  # fmt: skip
-def test_invalid_agent_config_fragment_is_rejected_as_bad_config(tmp_path, tiny, keypair, fragment):
-    events: list[dict[str, Any]] = []
-    manager = ModelManager(agent_config(tmp_path, keypair, tiny), status=events.append)
-    activated: list[Any] = []
-    data = bundle(tiny, keypair, 1, agent_config=fragment)
-    assert not manager.installer.install(data, lambda *a: activated.append(a))
-    assert (events[-1]["event"], events[-1]["reason"]) == ("rejected", "bad_config"), events[-1]
-    assert activated == [] and slot_names(tmp_path / "models") == []
-    assert manager.installer.state.highest_installed == 0
+def test_invalid_agent_config_fragment_is_rejected_as_bad_config(running, tmp_path, tiny, keypair, fragment):
+    life, pipeline, events = running
+    life.submit_bundle(bundle(tiny, keypair, 1, agent_config=fragment))
+    rejected = wait_event(events, "rejected")
+    assert rejected["reason"] == "bad_config", rejected
+    assert [e["event"] for e in events] == ["received", "rejected"]
+    assert slot_names(tmp_path / "models") == [] and life.installer.state.highest_installed == 0
+    assert pipeline.scorer.source == str(tiny.dir) and pipeline.cfg is life.cfg is life.base_cfg
 
 
 @pytest.fixture
-def running(tmp_path, tiny, keypair) -> Iterator[tuple[ModelManager, Pipeline, list[dict[str, Any]]]]:
-    """A ModelManager wired to a running pipeline (no MQTT): what the daemon does."""
+def running(tmp_path, tiny, keypair) -> Iterator[tuple[ModelLife, Pipeline, list[dict[str, Any]]]]:
+    """A ModelLife wired to a running pipeline (no MQTT), with one stop event: what the daemon does."""
     events: list[dict[str, Any]] = []
     cfg = agent_config(tmp_path, keypair, tiny, probation_seconds=60.0, probation_min_windows=8)
-    manager = ModelManager(cfg, status=events.append)
-    outbox = Outbox(tmp_path / "outbox.sqlite", 100)
-    pipeline = Pipeline(cfg, manager.initial_scorer(), outbox, Stats(), on_batch=manager.on_batch)
-    manager.on_config = pipeline.apply_config
     stop = threading.Event()
+    life = ModelLife(cfg, status=events.append, stop=stop)
+    outbox = Outbox(tmp_path / "outbox.sqlite", 100)
+    pipeline = Pipeline(life.cfg, life.scorer, outbox, Stats(), on_batch=life.on_batch)
     thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
     thread.start()
-    manager.start(pipeline)
+    life.start(pipeline)
     try:
-        yield manager, pipeline, events
+        yield life, pipeline, events
     finally:
-        manager.stop()
         stop.set()
         thread.join(5)
+        life.join(5)
         outbox.close()
 
 
@@ -272,34 +276,56 @@ def wait_event(events: list[dict[str, Any]], name: str, timeout: float = 20) -> 
 
 @pytest.mark.timeout(60, func_only=True)
 def test_valid_agent_config_fragment_is_applied_on_activation(running, tiny, keypair):
-    manager, pipeline, events = running
+    life, pipeline, events = running
     assert pipeline.cfg.batch.max_records == 256
-    manager.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
+    life.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
     wait_event(events, "activated")
-    assert pipeline.cfg.batch.max_records == 64 and manager.cfg.batch.max_records == 64
+    assert pipeline.cfg.batch.max_records == 64 and life.cfg.batch.max_records == 64
     assert pipeline.scorer.source.endswith("/slots/1")
 
 
 @pytest.mark.timeout(60, func_only=True)
 def test_rolled_back_bundle_takes_its_agent_config_with_it(running, tiny, keypair):
-    manager, pipeline, events = running
-    manager.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
+    life, pipeline, events = running
+    life.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
     wait_event(events, "activated")
     assert pipeline.cfg.batch.max_records == 64
-    manager.on_batch(pipeline.scorer, np.full(8, 0.25, dtype=np.float32), None)  # the pipeline's report: constant
+    scores = np.full(8, 0.25, dtype=np.float32)
+    life.on_batch(pipeline.scorer, None, scores, None)  # the pipeline's report: a constant score
     assert "health check" in wait_event(events, "rolled_back")["reason"]
     wait_until(lambda: pipeline.scorer.source == str(tiny.dir), 20, "the factory model back")
-    assert pipeline.cfg.batch.max_records == 256 and manager.cfg.batch.max_records == 256
+    assert pipeline.cfg.batch.max_records == 256 and life.cfg.batch.max_records == 256
 
 
 @pytest.mark.timeout(60, func_only=True)
 def test_restart_keeps_the_live_bundles_agent_config(running, tmp_path, tiny, keypair):
-    manager, _pipeline, events = running
-    manager.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
+    life, _pipeline, events = running
+    life.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
     wait_event(events, "activated")
-    restarted = ModelManager(manager.base_cfg, status=lambda _e: None)  # the same YAML file, a new process
-    assert restarted.initial_scorer().source.endswith("/slots/1")
+    restarted = ModelLife(life.base_cfg, status=lambda _e: None, stop=threading.Event())  # a new process
+    assert restarted.scorer.source.endswith("/slots/1")
     assert restarted.cfg.batch.max_records == 64 and restarted.base_cfg.batch.max_records == 256
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_reload_switches_model_and_config_together_or_changes_nothing(running, tmp_path, tiny, keypair):
+    """SIGHUP: a config whose model does not load leaves model and config as they were; a good one swaps both
+    and keeps the live bundle's agent-config fragment on top of the new file."""
+    life, pipeline, events = running
+    serving, cfg = pipeline.scorer, life.cfg
+    (tmp_path / "empty").mkdir()
+    broken = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dir=str(tmp_path / "empty")))
+    assert not life.reload(broken)
+    assert life.cfg is life.base_cfg is cfg and pipeline.cfg is cfg and pipeline.scorer is serving
+
+    life.submit_bundle(bundle(tiny, keypair, 1, agent_config={"batch": {"max_records": 64}}))
+    wait_event(events, "activated")
+    installed = pipeline.scorer
+    quiet = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, publish_verdicts=False))
+    assert life.reload(quiet)
+    wait_until(lambda: pipeline.scorer is not installed, 20, "the reloaded model")
+    assert pipeline.scorer.source.endswith("/slots/1") and pipeline.cfg is life.cfg and life.base_cfg is quiet
+    assert life.cfg.batch.max_records == 64 and life.cfg.alerts.publish_verdicts is False
 
 
 @pytest.mark.timeout(10)
