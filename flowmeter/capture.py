@@ -1,23 +1,25 @@
 """Live capture from a Linux interface: ``(ts_us, frame, linktype)`` like ``flowmeter.pcapfile.read_capture``.
 
-A stdlib ``AF_PACKET`` socket — the kernel interface libpcap itself uses on Linux — so the gateway needs no compiled
-dependency and only ``CAP_NET_RAW``, on arm64 and x86-64 alike:
+A stdlib ``AF_PACKET`` socket with a ``TPACKET_V3`` ring — the kernel interface libpcap itself uses on Linux — so the
+gateway needs no compiled dependency and only ``CAP_NET_RAW``, on arm64 and x86-64 alike (``bench/capture.py``: as
+cheap per packet as libpcap through pcapy-ng):
 
-- time stamps are the kernel's receive time (``SO_TIMESTAMPNS``, truncated to µs as libpcap does), so a live run and
-  a tcpdump of the same traffic give the same records;
+- time stamps are the kernel's receive time (truncated to µs as libpcap does), so a live run and a tcpdump of the
+  same traffic give the same records;
 - a BPF filter expression (tcpdump syntax) is compiled by the system's libpcap through ctypes (``pcap_compile`` on
   a dead handle; ``libpcap0.8`` on Debian) and attached to the socket before it is bound, so the kernel drops what
-  does not match and not one unfiltered packet is queued;
-- the kernel's drop counter (``PACKET_STATISTICS``: packets the socket's receive buffer had no room for) and the
-  interface's own ``rx_dropped`` are read and reported by ``stats()``;
-- buffers are bounded: the socket's receive buffer (``rcvbuf_bytes``; beyond it the kernel drops and counts) and one
-  frame of at most ``snaplen`` bytes in Python at a time;
-- 802.1Q tags that the NIC stripped (VLAN offload) are put back from ``PACKET_AUXDATA``, as libpcap does; on a
-  loopback interface the outgoing copy of each packet is skipped (it is seen again incoming), as libpcap does.
+  does not match and not one unfiltered packet is queued; its return value (or, without a filter, a one-instruction
+  program) cuts each packet to ``snaplen``;
+- the kernel's drop counter (``PACKET_STATISTICS``: packets the ring had no room for) and the interface's own
+  ``rx_dropped`` are read and reported by ``stats()``;
+- memory is bounded: the ring (``ring_bytes``, mapped once; beyond it the kernel drops and counts) and the frame
+  being handed out;
+- 802.1Q tags that the NIC stripped (VLAN offload) are put back, as libpcap does; on a loopback interface the
+  outgoing copy of each packet is skipped (it is seen again incoming), as libpcap does.
 
-``stop()`` (from another thread or a signal handler) ends the iteration promptly; ``on_tick(now_us)`` is called
-every ``tick_s`` seconds from the iterating thread, with or without traffic, so the caller can run
-``meter.expire(now_us)`` without a second thread.
+``stop()`` (from another thread or a signal handler) ends the iteration after the block being read; ``on_tick(now_us)``
+is called every ``tick_s`` seconds from the iterating thread, with or without traffic, so the caller can run
+``meter.expire(now_us)`` without a second thread. (libpcap's own read timeout does not fire while no packet arrives.)
 """
 
 from __future__ import annotations
@@ -25,13 +27,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import errno
 import logging
+import mmap
 import os
 import select
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,13 +44,15 @@ ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
-PACKET_AUXDATA = 8
+PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+TPACKET_V3 = 2
 PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = 35
-SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 SO_ATTACH_FILTER = 26
-SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = 35
+TP_STATUS_KERNEL = 0
+TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_VLAN_TPID_VALID = 0x40
 ARPHRD_ETHER = 1
@@ -65,11 +68,20 @@ _PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
 
 MAX_SNAPLEN = 262_144
 DEFAULT_SNAPLEN = 65_535
-DEFAULT_RCVBUF = 4 * 1024 * 1024
-_BATCH = 256  # packets read before the stop flag and the tick clock are looked at again
-_TIMESPEC = struct.Struct("@qq")
-_AUXDATA = struct.Struct("@IIIHHHH")
-_TPACKET_STATS = struct.Struct("@II")
+DEFAULT_BLOCK = 256 * 1024
+DEFAULT_RING = 4 * 1024 * 1024
+_FRAME_BYTES = 2048  # TPACKET_V3 packs packets tightly in a block; the kernel only checks this for consistency
+_TPACKET_REQ3 = struct.Struct("@7I")  # block size, block count, frame size, frame count, retire timeout, priv, features
+_BLOCK_HDR = struct.Struct("@III")  # at +8 in a block: block_status, num_pkts, offset_to_first_pkt
+_TPACKET3_HDR = struct.Struct("@6IHH4xIH")  # next, sec, nsec, snaplen, len, status, mac, net, (rxhash), tci, tpid
+_SLL_OFFSET = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr)): the sockaddr_ll the kernel writes after the header
+_SLL_PKTTYPE = _SLL_OFFSET + 10
+_SOCKADDR_LL = struct.Struct("@HHiHBB8s")
+_SLL = struct.Struct("!HHH8sH")
+_VLAN = struct.Struct("!HH")
+_U32 = struct.Struct("@I")
+_BPF_ACCEPT = struct.Struct("@HBBI")  # BPF_RET | BPF_K: accept this many bytes
+_TPACKET_STATS = struct.Struct("@III")  # tpacket_stats_v3: packets, drops, freeze_q_cnt
 
 
 class LiveCaptureError(RuntimeError):
@@ -136,10 +148,10 @@ def _attach_filter(sock: socket.socket, program: bytes) -> None:
 
 
 def _hardware_type(interface: str) -> int:
-    try:
-        return int(Path(f"/sys/class/net/{interface}/type").read_text())
-    except (OSError, ValueError):
-        return ARPHRD_ETHER  # /sys of another namespace or not mounted: the socket's own address says it later
+    """The interface's ARPHRD type, from a packet socket bound to it (right in any network namespace)."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as probe:
+        probe.bind((interface, 0))
+        return probe.getsockname()[3]
 
 
 def _if_dropped(interface: str) -> int | None:
@@ -155,7 +167,12 @@ def _if_dropped(interface: str) -> int | None:
 
 
 class LiveCapture:
-    """Packets from ``interface``, iterated as ``(ts_us, frame, linktype)``; a context manager."""
+    """Packets from ``interface``, iterated as ``(ts_us, frame, linktype)``; a context manager.
+
+    The kernel fills a ``TPACKET_V3`` ring shared with this process (``ring_bytes``, in blocks of ``block_bytes``; a
+    block is handed over when full or ``block_timeout_ms`` after its first packet), so packets are read without a
+    system call each and small packets are packed tightly: the ring holds tens of thousands of them.
+    """
 
     def __init__(
         self,
@@ -164,39 +181,44 @@ class LiveCapture:
         bpf: str | None = None,
         snaplen: int = DEFAULT_SNAPLEN,
         promisc: bool = False,
-        rcvbuf_bytes: int = DEFAULT_RCVBUF,
+        ring_bytes: int = DEFAULT_RING,
+        block_bytes: int = DEFAULT_BLOCK,
+        block_timeout_ms: int = 50,
         tick_s: float = 1.0,
         on_tick: Callable[[int], None] | None = None,
     ) -> None:
         if not 64 <= snaplen <= MAX_SNAPLEN:
             raise ValueError(f"snaplen must be 64…{MAX_SNAPLEN}, got {snaplen}")
-        if rcvbuf_bytes < 4096:
-            raise ValueError(f"rcvbuf_bytes must be >= 4096, got {rcvbuf_bytes}")
-        if tick_s <= 0:
-            raise ValueError(f"tick_s must be > 0, got {tick_s}")
+        page = mmap.PAGESIZE
+        if block_bytes % page or block_bytes & (block_bytes - 1) or block_bytes < snaplen + 256:
+            raise ValueError(f"block_bytes must be a power of two, a multiple of {page} and > snaplen + 256")
+        if ring_bytes < 2 * block_bytes:
+            raise ValueError(f"ring_bytes must hold at least two blocks of {block_bytes} bytes")
+        if tick_s <= 0 or not 1 <= block_timeout_ms <= 60_000:
+            raise ValueError("tick_s must be > 0 and block_timeout_ms 1…60000")
         self.interface = interface
         self.snaplen = snaplen
         self.tick_s = tick_s
         self.on_tick = on_tick
         self._packets = 0
         self._kernel_drops = 0
-        self._stats_lock = threading.Lock()
         self._stopping = False
         try:
             self.ifindex = socket.if_nametoindex(interface)
         except OSError:
             names = ", ".join(sorted(n for _, n in socket.if_nameindex()))
             raise LiveCaptureError(f"no interface {interface!r} here (have: {names})") from None
-        hatype = _hardware_type(interface)
-        if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
-            self.linktype, kind = LINKTYPE_ETHERNET, socket.SOCK_RAW
-        elif hatype in (ARPHRD_NONE, ARPHRD_RAWIP):
-            self.linktype, kind = LINKTYPE_RAW, socket.SOCK_RAW
-        else:  # other link layers: the kernel strips the header, we write a Linux cooked (SLL) one
-            self.linktype, kind = LINKTYPE_LINUX_SLL, socket.SOCK_DGRAM
-        self._skip_outgoing = hatype == ARPHRD_LOOPBACK
-        program = compile_bpf(bpf, self.linktype, snaplen) if bpf else None
         try:
+            hatype = _hardware_type(interface)
+            program = None
+            if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+                self.linktype, kind = LINKTYPE_ETHERNET, socket.SOCK_RAW
+            elif hatype in (ARPHRD_NONE, ARPHRD_RAWIP):
+                self.linktype, kind = LINKTYPE_RAW, socket.SOCK_RAW
+            else:  # other link layers: the kernel strips the header, we write a Linux cooked (SLL) one
+                self.linktype, kind = LINKTYPE_LINUX_SLL, socket.SOCK_DGRAM
+            # the filter's return value is the snaplen (as libpcap does it): without a filter, "accept snaplen bytes"
+            program = compile_bpf(bpf, self.linktype, snaplen) if bpf else _BPF_ACCEPT.pack(0x06, 0, 0, snaplen)
             # protocol 0: the socket receives nothing until bind(), so the filter is in place before any packet
             sock = socket.socket(socket.AF_PACKET, kind, 0)
         except PermissionError:
@@ -204,12 +226,20 @@ class LiveCapture:
                 "capturing needs CAP_NET_RAW (run as root, or grant it: systemd AmbientCapabilities=CAP_NET_RAW,"
                 " or setcap cap_net_raw+ep on the interpreter)"
             ) from None
+        self._skip_outgoing = hatype == ARPHRD_LOOPBACK
+        self._block_bytes = block_bytes
+        self._blocks = ring_bytes // block_bytes
         try:
-            self.rcvbuf = self._set_rcvbuf(sock, rcvbuf_bytes)
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+            # asks the kernel to stamp packets when they arrive (netif_rx) instead of when each tap sees them: earlier,
+            # and the same time stamp for every capture of the packet (tcpdump's too)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            if program is not None:
-                _attach_filter(sock, program)
+            frames = block_bytes // _FRAME_BYTES * self._blocks
+            req = _TPACKET_REQ3.pack(block_bytes, self._blocks, _FRAME_BYTES, frames, block_timeout_ms, 0, 0)
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+            self._ring = mmap.mmap(sock.fileno(), block_bytes * self._blocks, mmap.MAP_SHARED,
+                                   mmap.PROT_READ | mmap.PROT_WRITE)  # fmt: skip
+            _attach_filter(sock, program)
             sock.bind((interface, ETH_P_ALL))
             if promisc:
                 mreq = struct.pack("@iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -222,19 +252,11 @@ class LiveCapture:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._if_dropped0 = _if_dropped(interface)
-        self._ancbuf = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_AUXDATA.size)
+        self._block = 0
         log.info(
-            "capturing on %s (link type %d, filter %r, receive buffer %d bytes)", interface, self.linktype, bpf,
-            self.rcvbuf,
+            "capturing on %s (link type %d, filter %r, ring %d × %d bytes)", interface, self.linktype, bpf,
+            self._blocks, block_bytes,
         )  # fmt: skip
-
-    @staticmethod
-    def _set_rcvbuf(sock: socket.socket, size: int) -> int:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)  # beyond rmem_max; needs CAP_NET_ADMIN
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)  # capped at net.core.rmem_max
-        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
     def __enter__(self) -> LiveCapture:
         return self
@@ -249,10 +271,12 @@ class LiveCapture:
             os.write(self._wake_w, b"x")
 
     def close(self) -> None:
-        """Stop and release the socket (idempotent)."""
+        """Stop and release the socket and its ring (idempotent)."""
         self._stopping = True
         if self._sock.fileno() >= 0:
             self._read_kernel_stats()
+            with contextlib.suppress(BufferError):  # a frame still referenced would pin the map; it goes with GC
+                self._ring.close()
             self._sock.close()
             for fd in (self._wake_r, self._wake_w):
                 with contextlib.suppress(OSError):
@@ -261,80 +285,58 @@ class LiveCapture:
     def _read_kernel_stats(self) -> None:
         # the kernel resets its counters on each read; tp_packets includes the drops
         with contextlib.suppress(OSError):
-            _, drops = _TPACKET_STATS.unpack(self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size))
-            with self._stats_lock:
-                self._kernel_drops += drops
+            raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size)
+            self._kernel_drops += _TPACKET_STATS.unpack(raw)[1]
 
     def stats(self) -> dict[str, int]:
-        """``packets`` handed out, ``kernel_drops`` (no room in the socket buffer), ``if_drops`` (the interface's own
+        """``packets`` handed out, ``kernel_drops`` (no room in the ring), ``if_drops`` (the interface's own
         ``rx_dropped`` since the start; -1 when unreadable)."""
         if self._sock.fileno() >= 0:
             self._read_kernel_stats()
         now = _if_dropped(self.interface)
         if_drops = now - self._if_dropped0 if now is not None and self._if_dropped0 is not None else -1
-        with self._stats_lock:
-            return {"packets": self._packets, "kernel_drops": self._kernel_drops, "if_drops": if_drops}
+        return {"packets": self._packets, "kernel_drops": self._kernel_drops, "if_drops": if_drops}
 
     def __iter__(self) -> Iterator[tuple[int, bytes, int]]:
-        sock, wake, linktype = self._sock, self._wake_r, self.linktype
-        recv = self._recv
+        ring, sock, wake, linktype = self._ring, self._sock, self._wake_r, self.linktype
+        block_bytes, blocks = self._block_bytes, self._blocks
+        skip_outgoing, snaplen, sll = self._skip_outgoing, self.snaplen, linktype == LINKTYPE_LINUX_SLL
+        unpack_hdr, unpack_block = _TPACKET3_HDR.unpack_from, _BLOCK_HDR.unpack_from
         next_tick = time.monotonic() + self.tick_s
         while not self._stopping:
-            wait = max(0.0, next_tick - time.monotonic())
-            try:
-                ready, _, _ = select.select([sock, wake], [], [], wait)
-            except InterruptedError:
-                ready = []
-            if sock in ready:
-                for _ in range(_BATCH):
-                    pkt = recv()
-                    if pkt is None:
-                        break
-                    if pkt is not _SKIP:
-                        self._packets += 1
-                        yield pkt[0], pkt[1], linktype
-                    if self._stopping:
-                        return
+            base = self._block * block_bytes
+            status, count, first = unpack_block(ring, base + 8)
+            if not status & TP_STATUS_USER:
+                select.select([sock, wake], [], [], max(0.0, next_tick - time.monotonic()))  # EINTR: retried
+            else:
+                # the kernel wrote the block before it set TP_STATUS_USER; the status was read first
+                off = base + first
+                for _ in range(count):
+                    nxt, sec, nsec, caplen, _len, pstatus, mac, net, tci, tpid = unpack_hdr(ring, off)
+                    if skip_outgoing and ring[off + _SLL_PKTTYPE] == PACKET_OUTGOING:
+                        off += nxt
+                        continue
+                    if sll:
+                        frame = _sll_header(ring, off) + ring[off + net : off + net + caplen]
+                    else:
+                        frame = ring[off + mac : off + mac + caplen]
+                        if (tci or pstatus & TP_STATUS_VLAN_VALID) and linktype == LINKTYPE_ETHERNET:
+                            tpid = tpid if pstatus & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                            frame = (frame[:12] + _VLAN.pack(tpid, tci) + frame[12:])[:snaplen]
+                    off += nxt
+                    self._packets += 1
+                    yield sec * 1_000_000 + nsec // 1000, frame, linktype
+                _U32.pack_into(ring, base + 8, TP_STATUS_KERNEL)  # hand the block back
+                self._block = (self._block + 1) % blocks
+                if self._stopping:
+                    return
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_s
                 if self.on_tick is not None:
                     self.on_tick(time.time_ns() // 1000)
 
-    def _recv(self) -> tuple[int, bytes] | object | None:
-        """One packet, ``_SKIP`` for one not to hand out, None when none is waiting."""
-        try:
-            data, anc, _flags, addr = self._sock.recvmsg(self.snaplen, self._ancbuf, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return None
-        except OSError as e:
-            if e.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
-                log.error("interface %s went away: %s", self.interface, e.strerror)
-                self._stopping = True
-                return None
-            raise
-        if self._skip_outgoing and addr[2] == PACKET_OUTGOING:
-            return _SKIP
-        ts_us = None
-        vlan = None
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
-                sec, nsec = _TIMESPEC.unpack_from(payload)
-                ts_us = sec * 1_000_000 + nsec // 1000
-            elif level == SOL_PACKET and kind == PACKET_AUXDATA:
-                status, _len, _snap, _mac, _net, tci, tpid = _AUXDATA.unpack_from(payload)
-                if status & TP_STATUS_VLAN_VALID or tci:
-                    vlan = (tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100, tci)
-        if ts_us is None:
-            ts_us = time.time_ns() // 1000
-        if self.linktype == LINKTYPE_ETHERNET:
-            if vlan is not None and len(data) >= 12:
-                data = data[:12] + struct.pack("!HH", *vlan) + data[12:]
-                if len(data) > self.snaplen:
-                    data = data[: self.snaplen]
-        elif self.linktype == LINKTYPE_LINUX_SLL:
-            _ifname, proto, pkttype, hatype, hwaddr = addr
-            data = struct.pack("!HHH8sH", pkttype, hatype, len(hwaddr), hwaddr[:8], proto) + data
-        return ts_us, data
 
-
-_SKIP = object()
+def _sll_header(ring: mmap.mmap, off: int) -> bytes:
+    """A Linux cooked-capture header from the ring's ``sockaddr_ll`` after the packet header."""
+    _family, proto, _ifindex, hatype, pkttype, halen, addr = _SOCKADDR_LL.unpack_from(ring, off + _SLL_OFFSET)
+    return _SLL.pack(pkttype, hatype, halen, addr, socket.ntohs(proto))

@@ -30,7 +30,8 @@ import json, signal, sys
 from flowmeter.capture import LiveCapture
 from flowmeter.meter import FlowMeter
 from flowmeter.settings import MeterSettings
-iface, bpf, rcvbuf, hold = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), sys.argv[4] == "hold"
+iface, bpf, small, hold = sys.argv[1], sys.argv[2] or None, sys.argv[3] == "small", sys.argv[4] == "hold"
+ring = {"snaplen": 1024, "block_bytes": 4096, "ring_bytes": 8192} if small else {}  # the smallest ring: 2 pages
 records, packets = [], []
 meter = FlowMeter(MeterSettings(flow_timeout_us=60_000_000), records.append)
 seen = [-1]
@@ -41,7 +42,7 @@ def tick(now_us):
         cap.stop()
     seen[0] = len(packets)
 
-cap = LiveCapture(iface, bpf=bpf, rcvbuf_bytes=rcvbuf, tick_s=0.1, on_tick=tick)
+cap = LiveCapture(iface, bpf=bpf, tick_s=0.1, on_tick=tick, **ring)
 signal.signal(signal.SIGTERM, lambda *_: cap.stop())
 print("ready", flush=True)
 if hold:
@@ -135,9 +136,9 @@ def pair():
         yield a, b
 
 
-def start_capture(ns, bpf: str, *, rcvbuf: int = 4 << 20, hold: bool = False) -> subprocess.Popen:
+def start_capture(ns, bpf: str, *, small: bool = False, hold: bool = False) -> subprocess.Popen:
     proc = ns.popen(
-        [sys.executable, "-c", CAPTURE_CHILD, "eth0", bpf, str(rcvbuf), "hold" if hold else "run"],
+        [sys.executable, "-c", CAPTURE_CHILD, "eth0", bpf, "small" if small else "-", "hold" if hold else "run"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO,
     )  # fmt: skip
     line = proc.stdout.readline()
@@ -227,9 +228,9 @@ def test_bpf_filter_drops_what_does_not_match(pair) -> None:
 
 
 @needs_netns
-def test_kernel_drops_are_read_when_the_socket_buffer_overflows(pair) -> None:
+def test_kernel_drops_are_read_when_the_ring_overflows(pair) -> None:
     a, b = pair
-    live = start_capture(b, "udp dst port 5001", rcvbuf=4096, hold=True)  # the smallest buffer, not read yet
+    live = start_capture(b, "udp dst port 5001", small=True, hold=True)  # the smallest ring, not read yet
     send(a, b, udp_5001=300, udp_5002=0)
     live.stdin.write("go\n")
     live.stdin.flush()
