@@ -17,7 +17,8 @@ cheap per packet as libpcap through pcapy-ng):
 - 802.1Q tags that the NIC stripped (VLAN offload) are put back, as libpcap does; on a loopback interface the
   outgoing copy of each packet is skipped (it is seen again incoming), as libpcap does.
 
-``stop()`` (from another thread or a signal handler) ends the iteration after the block being read; ``on_tick(now_us)``
+``stop()`` (from another thread or a signal handler) ends the iteration within the block timeout (50 ms by default),
+after handing out what the kernel had already captured (libpcap/tcpdump lose a partly filled block); ``on_tick(now_us)``
 is called every ``tick_s`` seconds from the iterating thread, with or without traffic, so the caller can run
 ``meter.expire(now_us)`` without a second thread. (libpcap's own read timeout does not fire while no packet arrives.)
 """
@@ -228,6 +229,7 @@ class LiveCapture:
             ) from None
         self._skip_outgoing = hatype == ARPHRD_LOOPBACK
         self._block_bytes = block_bytes
+        self._block_timeout_s = block_timeout_ms / 1000
         self._blocks = ring_bytes // block_bytes
         try:
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
@@ -303,11 +305,21 @@ class LiveCapture:
         skip_outgoing, snaplen, sll = self._skip_outgoing, self.snaplen, linktype == LINKTYPE_LINUX_SLL
         unpack_hdr, unpack_block = _TPACKET3_HDR.unpack_from, _BLOCK_HDR.unpack_from
         next_tick = time.monotonic() + self.tick_s
-        while not self._stopping:
+        drain_until = None  # after stop(): the kernel hands over its partly filled block within the block timeout
+        while True:
+            if self._stopping:
+                if drain_until is None:
+                    drain_until = time.monotonic() + self._block_timeout_s + 0.02
+                    waitables = [sock]
+                elif time.monotonic() >= drain_until:
+                    return
+            else:
+                waitables = [sock, wake]
             base = self._block * block_bytes
             status, count, first = unpack_block(ring, base + 8)
             if not status & TP_STATUS_USER:
-                select.select([sock, wake], [], [], max(0.0, next_tick - time.monotonic()))  # EINTR: retried
+                until = next_tick if drain_until is None else min(next_tick, drain_until)
+                select.select(waitables, [], [], max(0.0, until - time.monotonic()))  # EINTR: retried
             else:
                 # the kernel wrote the block before it set TP_STATUS_USER; the status was read first
                 off = base + first
@@ -328,8 +340,6 @@ class LiveCapture:
                     yield sec * 1_000_000 + nsec // 1000, frame, linktype
                 _U32.pack_into(ring, base + 8, TP_STATUS_KERNEL)  # hand the block back
                 self._block = (self._block + 1) % blocks
-                if self._stopping:
-                    return
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_s
                 if self.on_tick is not None:

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -136,9 +138,9 @@ def pair():
         yield a, b
 
 
-def start_capture(ns, bpf: str, *, small: bool = False, hold: bool = False) -> subprocess.Popen:
+def start_capture(ns, bpf: str, *, iface: str = "eth0", small: bool = False, hold: bool = False) -> subprocess.Popen:
     proc = ns.popen(
-        [sys.executable, "-c", CAPTURE_CHILD, "eth0", bpf, "small" if small else "-", "hold" if hold else "run"],
+        [sys.executable, "-c", CAPTURE_CHILD, iface, bpf, "small" if small else "-", "hold" if hold else "run"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO,
     )  # fmt: skip
     line = proc.stdout.readline()
@@ -239,6 +241,73 @@ def test_kernel_drops_are_read_when_the_ring_overflows(pair) -> None:
     assert stats["kernel_drops"] > 0
     assert stats["packets"] + stats["kernel_drops"] == 300  # every datagram either delivered or counted as dropped
     assert stats["if_drops"] >= 0
+
+
+# Frames written as given: by a packet socket on an interface, or into a tun device (raw IP, no link header).
+WRITE_FRAMES = """
+import fcntl, os, socket, struct, sys
+iface, frames = sys.argv[1], [bytes.fromhex(h) for h in sys.argv[3:]]
+if sys.argv[2] == "tun":
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", iface.encode(), 0x0001 | 0x1000))  # TUNSETIFF: IFF_TUN|IFF_NO_PI
+    for f in frames:
+        os.write(fd, f)
+else:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    for f in frames:
+        s.send(f)
+"""
+
+
+def udp_ipv4(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """An IPv4/UDP packet (UDP checksum 0 = none, allowed for IPv4)."""
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 1, 0x4000, 64, 17, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
+    words = struct.unpack("!10H", hdr)
+    c = sum(words)
+    c = (c >> 16) + (c & 0xFFFF)
+    hdr = hdr[:10] + struct.pack("!H", ~(c + (c >> 16)) & 0xFFFF) + hdr[12:]
+    return hdr + struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+@needs_netns
+def test_vlan_tags_the_kernel_moved_out_of_the_frame_are_put_back(pair) -> None:
+    a, b = pair
+    eth = bytes.fromhex(mac(b)) + bytes.fromhex(mac(a))
+    sent = [
+        eth + struct.pack("!HH", 0x8100, 0x2000 | 10) + b"\x08\x00" + udp_ipv4(A, B, 40000, 5001, b"vlan%d" % i)
+        for i in range(5)
+    ]
+    live = start_capture(b, "udp dst port 5001")  # the kernel filters the untagged frame: plain filters match
+    a.run([sys.executable, "-c", WRITE_FRAMES, "eth0", "eth", *(f.hex() for f in sent)], timeout=30)
+    got = finish_capture(live)
+    assert [bytes.fromhex(h) for _, h, _ in got["packets"]] == sent  # tag (priority 1, VLAN 10) restored in place
+    assert len(got["records"]) == 1 and got["records"][0]["Dst_Port"] == 5001
+
+
+@needs_netns
+def test_loopback_packets_are_seen_once(pair) -> None:
+    _, b = pair
+    live = start_capture(b, "udp dst port 5001", iface="lo")
+    b.run([sys.executable, "-c", "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+           "for i in range(7):\n    u.sendto(b'x' * i, ('127.0.0.1', 5001))"], timeout=30)  # fmt: skip
+    got = finish_capture(live)
+    assert len(got["packets"]) == 7  # the kernel shows each twice (out, in); one copy is handed out
+    assert {lt for _, _, lt in got["packets"]} == {1}
+
+
+@needs_netns
+def test_a_tun_device_gives_raw_ip_packets(pair) -> None:
+    _, b = pair
+    b.run(["ip", "tuntap", "add", "mode", "tun", "name", "tun0"])
+    b.run(["ip", "link", "set", "tun0", "up"])
+    sent = [udp_ipv4("10.55.0.2", "10.55.0.1", 40000 + i, 5001, b"tun") for i in range(3)]
+    live = start_capture(b, "udp dst port 5001", iface="tun0")
+    b.run([sys.executable, "-c", WRITE_FRAMES, "tun0", "tun", *(f.hex() for f in sent)], timeout=30)
+    got = finish_capture(live)
+    assert [(bytes.fromhex(h), lt) for _, h, lt in got["packets"]] == [(f, 101) for f in sent]  # LINKTYPE_RAW
+    assert len(got["records"]) == 3
 
 
 def test_missing_interface_is_a_clear_error() -> None:
