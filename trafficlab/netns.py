@@ -33,7 +33,7 @@ DEFAULT_FAMILY = "ids"
 LOCK_DIR = Path("/run/iotids-netns")
 IFNAMSIZ = 15  # longest Linux interface name (IFNAMSIZ - 1)
 _FAMILY_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
-_ROLE_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,15}$")
+_ROLE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
 _KILL_GRACE_S = 1.0
 
 # Inside a lab namespace: no router discovery (there is no router, and no default route may appear).
@@ -279,7 +279,7 @@ class Topology:
         if self._lock_fd is None:
             raise RuntimeError("use the Topology as a context manager (`with Topology() as topo:`)")
         if not _ROLE_RE.match(role):
-            raise ValueError(f"bad role {role!r}: 1 to 16 lower-case letters, digits or '_'")
+            raise ValueError(f"bad role {role!r}: 1 to 16 lower-case letters, digits, '_' or '-'")
         ns = Netns(f"{self.prefix}-{role}")
         if any(n.name == ns.name for n in self.namespaces):
             raise ValueError(f"namespace role {role!r} already exists in this topology")

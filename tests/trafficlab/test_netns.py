@@ -132,5 +132,6 @@ def test_names_are_checked() -> None:
             topo.namespace("Bad/Role")
         with pytest.raises(ValueError, match="already exists"):
             topo.namespace("a")
+        assert topo.namespace("smart-plug_2").name.endswith("-smart-plug_2")
     with pytest.raises(ValueError, match="prefix"):
         Topology("way-too-long-prefix")
