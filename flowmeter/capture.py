@@ -183,7 +183,7 @@ class LiveCapture:
         snaplen: int = DEFAULT_SNAPLEN,
         promisc: bool = False,
         ring_bytes: int = DEFAULT_RING,
-        block_bytes: int = DEFAULT_BLOCK,
+        block_bytes: int | None = None,
         block_timeout_ms: int = 50,
         tick_s: float = 1.0,
         on_tick: Callable[[int], None] | None = None,
@@ -191,10 +191,14 @@ class LiveCapture:
         if not 64 <= snaplen <= MAX_SNAPLEN:
             raise ValueError(f"snaplen must be 64…{MAX_SNAPLEN}, got {snaplen}")
         page = mmap.PAGESIZE
+        if block_bytes is None:  # 256 KiB, or the next power of two that holds one packet of snaplen bytes
+            block_bytes = max(DEFAULT_BLOCK, page, 1 << (snaplen + 255).bit_length())
         if block_bytes % page or block_bytes & (block_bytes - 1) or block_bytes < snaplen + 256:
             raise ValueError(f"block_bytes must be a power of two, a multiple of {page} and > snaplen + 256")
         if ring_bytes < 2 * block_bytes:
-            raise ValueError(f"ring_bytes must hold at least two blocks of {block_bytes} bytes")
+            raise ValueError(
+                f"ring_bytes ({ring_bytes}) must hold two blocks of {block_bytes} bytes (snaplen {snaplen})"
+            )
         if tick_s <= 0 or not 1 <= block_timeout_ms <= 60_000:
             raise ValueError("tick_s must be > 0 and block_timeout_ms 1…60000")
         self.interface = interface
