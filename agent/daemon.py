@@ -231,6 +231,8 @@ def startup_error(e: BaseException, cfg: AgentConfig) -> str:
         text = f"bundle.public_keys: {text}"
     elif isinstance(e, sqlite3.Error):
         text = f"state_dir: {cfg.state_path / 'outbox.sqlite'}: not a usable outbox database ({text})"
+    elif isinstance(e, OSError) and Path(str(e.filename or "/")).resolve().is_relative_to(cfg.state_path.resolve()):
+        text = f"state_dir: {text}"  # the outbox or the model slots
     elif isinstance(e, MODEL_ERRORS) and "model.dir" not in text:
         text = f"model.dir: {text}" if cfg.model.dir and cfg.model.dir in text else f"model.dir {cfg.model.dir}: {text}"
     return " ".join(text.split())

@@ -187,6 +187,11 @@ def test_a_corrupt_outbox_is_refused_naming_the_file(tmp_path, model_dir):
     assert_refused(start(tmp_path, model_dir), "state_dir", "outbox.sqlite", "not a usable outbox")
 
 
+def test_an_unusable_outbox_path_is_refused_naming_the_state_dir(tmp_path, model_dir):
+    (tmp_path / "state" / "outbox.sqlite").mkdir(parents=True)
+    assert_refused(start(tmp_path, model_dir), "state_dir", "outbox.sqlite", "Is a directory")
+
+
 def test_state_dir_and_outbox_are_private_whatever_the_umask(tmp_path, model_dir):
     """umask 022 (the usual default outside systemd): the state directory is 0700, the outbox and its -wal/-shm
     0600 — the alerts in it name internal hosts. An existing 0755 state directory is tightened too."""
