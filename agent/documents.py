@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from ids_core.timestamps import rfc3339
 
 ONLINE, OFFLINE = b"online", b"offline"  # the retained status payloads (birth / Last Will)
 
@@ -35,17 +37,9 @@ _VERDICT_IDENT = ("flow_id", "seq", "sensor", "src_ip")
 
 
 def timestamp(moment: datetime | float | None = None) -> str:
-    """``2024-05-01T12:00:00.000123Z``: a timezone-aware datetime, epoch seconds, or now.
-
-    A naive datetime is rejected (its zone is unknown).
-    """
-    if moment is None:
-        moment = datetime.now(UTC)
-    elif isinstance(moment, int | float):
-        moment = datetime.fromtimestamp(moment, UTC)
-    elif moment.tzinfo is None:
-        raise ValueError(f"expected a timezone-aware datetime, got naive {moment!r}")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``2024-05-01T12:00:00.000123Z``: a timezone-aware datetime, epoch seconds, or now; a naive datetime is
+    rejected (its zone is unknown). One format for the agent and the flow meter: :func:`ids_core.timestamps.rfc3339`."""
+    return rfc3339(moment)
 
 
 def dumps(doc: Any) -> bytes:

@@ -1,6 +1,6 @@
 """Typed configuration from plain mappings (YAML): dataclasses with defaults, help, choices and limits.
 
-Used by the agent's config and the trainer's profiles. Unknown keys are errors; every error names
+Used by the agent's and the flow meter's configs and the trainer's profiles. Unknown keys are errors; every error names
 the key (``mqtt.port``) and says what is allowed. Fields declare their rules with :func:`setting`.
 Where a range is checked, NaN and infinities are refused. The value of a ``secret`` setting is never
 put in an error message, whatever its type.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -158,3 +160,33 @@ def describe(cls: type, prefix: str = "") -> list[str]:
         extra = f" (one of: {', '.join(map(str, f.metadata['choices']))})" if f.metadata.get("choices") else ""
         lines.append(f"{key} = {default!r}  {f.metadata.get('help', '')}{extra}")
     return lines
+
+
+def env_overrides(prefix: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """``<prefix>SECTION__KEY=value`` environment variables as ``section.key=value`` overrides."""
+    env = os.environ if environ is None else environ
+    found = sorted((k, v) for k, v in env.items() if k.startswith(prefix))
+    return [f"{k[len(prefix) :].lower().replace('__', '.')}={v}" for k, v in found]
+
+
+def load_layered(
+    cls: type,
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    env_prefix: str,
+    environ: Mapping[str, str] | None = None,
+) -> Any:
+    """A daemon's configuration: the YAML file, then ``<env_prefix>SECTION__KEY`` variables, then ``overrides``."""
+    path = Path(path)
+    try:
+        data: Any = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
+    except yaml.YAMLError as e:  # without the offending line: it may hold a secret
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    apply_overrides(data, env_overrides(env_prefix, environ), where="environment")
+    apply_overrides(data, overrides or [], where="--set")
+    return build(cls, data)
