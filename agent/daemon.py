@@ -74,7 +74,7 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, config_path: Path | None = None, overrides: list[str] | None = None) -> None:
         self.cfg, self.config_path, self.overrides = cfg, config_path, overrides or []
-        self.stop_event = threading.Event()  # the one stop event: pipeline, OTA thread, main loop
+        self.stop_event = threading.Event()  # the one stop event: pipeline, forwarder, OTA thread, main loop
         self.reload_event = threading.Event()
         self.stats = Stats()
         self.state = cfg.make_state_dir()  # 0700, whatever the umask
@@ -87,7 +87,7 @@ class Agent:
             on_connected=lambda _sp: self.forwarder.wake(),
             receive_maximum=max(1024, 4 * cfg.batch.max_records),
         )
-        self.forwarder = Forwarder(self.outbox, self.link)
+        self.forwarder = Forwarder(self.outbox, self.link, self.stop_event)
         self.models = ModelLife(cfg, status=self.bundle_status, stop=self.stop_event)
         self.pipeline = Pipeline(
             self.models.cfg, self.models.scorer, self.outbox, self.stats,  # the file + the live bundle's agent-config
@@ -149,7 +149,7 @@ class Agent:
         log.info("stopping: finishing the batch in hand")
         pipeline_thread.join(timeout=30)
         self.models.join(timeout=5.0)
-        self.forwarder.stop(timeout=5.0)
+        self.forwarder.finish(timeout=5.0)
         self.publish_stats()
         self.link.stop()
         left = self.outbox.depth

@@ -3,6 +3,8 @@
 Only a bounded number of messages is handed to paho at a time, and only while connected; the rest
 wait on disk. After a reconnect paho re-sends what it had in flight; after a restart everything
 still in the outbox is sent again (at-least-once: consumers may see a duplicate, never a gap).
+The thread runs until the daemon's stop event; :meth:`Forwarder.finish` then hands over what the last
+batch produced and waits for its acknowledgements.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 
 from agent.mqtt import MqttLink
 from ids_core.outbox import Outbox
@@ -20,13 +23,12 @@ log = logging.getLogger(__name__)
 class Forwarder:
     """A thread that moves outbox messages to the broker."""
 
-    def __init__(self, outbox: Outbox, link: MqttLink, *, in_flight: int = 256) -> None:
-        self.outbox, self.link, self.in_flight = outbox, link, in_flight
+    def __init__(self, outbox: Outbox, link: MqttLink, stop: threading.Event, *, in_flight: int = 256) -> None:
+        self.outbox, self.link, self.in_flight, self._stop = outbox, link, in_flight, stop
         self._handed: dict[int, int] = {}  # paho mid → outbox id (touched by this thread only)
         self._acked_mids: collections.deque[int] = collections.deque()  # appended by paho's thread
         self._cursor = 0  # highest outbox id handed to paho in this process
         self._wake = threading.Event()
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
         self.published = 0
 
@@ -42,27 +44,43 @@ class Forwarder:
         self._acked_mids.append(mid)
         self._wake.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Give outstanding messages up to ``timeout`` to be acknowledged, then stop."""
-        self._stop.set()
+    def finish(self, timeout: float = 5.0) -> None:
+        """After the stop event and the last batch: give outstanding messages up to ``timeout`` to be acknowledged.
+
+        Runs in the caller's thread once the forwarder's own thread has ended.
+        """
+        deadline = time.monotonic() + timeout
         self._wake.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("forwarder thread did not end within %.0f s; %d messages stay in the outbox",
+                        timeout, self.outbox.depth)  # fmt: skip
+            return
+        while not self.drained() and self.link.connected.is_set() and time.monotonic() < deadline:
+            self._step()
+            self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            self._wake.clear()
+        self._settle_acks()
 
     def drained(self) -> bool:
         return not self._handed and self.outbox.depth == 0
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            try:
-                self._settle_acks()
-                if self._stop.is_set() and (self.drained() or not self.link.connected.is_set()):
-                    return
-                self._hand_over()
-            except Exception:  # never let the forwarder die: the outbox keeps the messages
-                log.exception("forwarder error; retrying")
+            if not self._step():
                 self._stop.wait(1.0)
+
+    def _step(self) -> bool:
+        """Settle acknowledgements, hand over more; False after an error (the outbox keeps the messages)."""
+        try:
+            self._settle_acks()
+            self._hand_over()
+            return True
+        except Exception:  # never let the forwarder die
+            log.exception("forwarder error; retrying")
+            return False
 
     def _settle_acks(self) -> None:
         ids = []
