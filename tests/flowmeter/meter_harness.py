@@ -24,6 +24,18 @@ PREFIX = "edge-ids-test"  # the agent harness's prefix and gateway, so an agent 
 GATEWAY = "gw1"
 SENSOR = "meter1"
 
+# The unit's sandbox in miniature: only CAP_NET_RAW (effective, ambient, bounding), no new privileges, and the
+# kernel's MemoryDenyWriteExecute (prctl PR_SET_MDWE, Linux >= 6.3) set before anything is imported.
+SANDBOX = ["setpriv", "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw", "--bounding-set=-all,+net_raw",
+           "--no-new-privs"]  # fmt: skip
+SANDBOX_BOOT = """
+import ctypes, runpy, sys
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:
+    raise SystemExit(f"PR_SET_MDWE failed: errno {ctypes.get_errno()}")
+sys.argv = ["iotids-flowmeter", *sys.argv[1:]]
+runpy.run_module("flowmeter.cli", run_name="__main__")
+"""
+
 
 def mixed_capture(path: Path, conversations: int, start_us: int = T0) -> Path:
     """``conversations`` × (a TCP exchange closed by FIN, a DNS-like UDP pair, a lone SYN: a zero-duration flow
@@ -95,12 +107,15 @@ class MeterProcess:
     args: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    sandboxed: bool = False  # run inside SANDBOX (only CAP_NET_RAW, MDWE)
     proc: subprocess.Popen | None = None
 
     def start(self) -> MeterProcess:
         from agent_harness import agent_env  # without systemd or EDGE_IDS__ variables, with the repo on PYTHONPATH
 
         cmd = [sys.executable, "-m", "flowmeter.cli", *self.args, "--config", str(self.config)]
+        if self.sandboxed:
+            cmd = [*SANDBOX, sys.executable, "-c", SANDBOX_BOOT, *cmd[3:]]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=agent_env(self.env), stdout=log, stderr=subprocess.STDOUT)
         return self

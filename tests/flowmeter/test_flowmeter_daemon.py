@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import time
@@ -146,9 +147,12 @@ def sink():
         yield s.getsockname()[1]
 
 
-def _live(tmp_path: Path, port: int, udp_port: int, env: dict | None = None, **cfg) -> MeterProcess:
+def _live(
+    tmp_path: Path, port: int, udp_port: int, env: dict | None = None, sandboxed: bool = False, **cfg
+) -> MeterProcess:
     args = ["--interface", "lo", "--bpf", f"udp and port {udp_port}"]
-    return MeterProcess(meter_config(tmp_path, port, **cfg), args, tmp_path / "live.log", env or {}).start()
+    config = meter_config(tmp_path, port, **cfg)
+    return MeterProcess(config, args, tmp_path / "live.log", env or {}, sandboxed).start()
 
 
 def _packets_in(records: list[dict]) -> int:
@@ -206,6 +210,26 @@ def test_sigterm_flushes_active_flows_with_systemd_notify(tmp_path, broker, coll
     assert len(records) == 25 and _packets_in(records) == sent
     assert sorted(seq_counts(records)) == list(range(25))
     assert status_payloads(collector)[-1] == b"offline"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop to CAP_NET_RAW"
+)
+def test_runs_with_only_cap_net_raw_and_memory_deny_write_execute(tmp_path, broker, collector, sink):
+    """What the unit grants (AmbientCapabilities=CAP_NET_RAW only, NoNewPrivileges, MemoryDenyWriteExecute) is
+    enough: capture with a BPF filter compiled by libpcap, the outbox, MQTT."""
+    meter = _live(tmp_path, broker.port, sink, sandboxed=True)
+    try:
+        wait_until(lambda: b"online" in status_payloads(collector), 20, "the sandboxed meter online", meter.log)
+        status = Path(f"/proc/{meter.proc.pid}/status").read_text()
+        assert "CapEff:\t0000000000002000" in status and "NoNewPrivs:\t1" in status, status
+        sent = _send_udp(sink, 10, 45000)
+        wait_until(lambda: _packets_in(flow_records(collector)) >= sent, 15, "the flows", meter.log)
+        meter.proc.send_signal(signal.SIGTERM)
+        assert meter.wait(20) == 0, meter.log()
+    finally:
+        meter.kill()
+    assert "PR_SET_MDWE failed" not in meter.log()
 
 
 # --------------------------------------------------------------------------- configuration
