@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         "--site-benign",
         type=Path,
         action="append",
-        required=True,
+        default=[],
         metavar="CSV",
         help="the site's flows from a learning period (flow-meter CSV; rows are Normal unless a "
-        "Cat/Label column says otherwise); repeatable",
+        "Cat/Label column says otherwise); repeatable; needed unless --site-attacks files hold Normal rows",
     )
     p.add_argument(
         "--site-attacks",
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="CSV",
-        help="the lab's labelled flows (Cat column); repeatable",
+        help="the lab's labelled flows (Cat column; its Normal rows count as site benign); repeatable",
     )
     p.add_argument(
         "--holdout",
@@ -109,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--baseline", type=Path, help="run directory of the IoTID20 model (default: train it into OUT/baseline)"
+    )
+    p.add_argument(
+        "--also-score",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="flows never trained on (e.g. captures from elsewhere), scored by both models and reported apart",
     )
     p.add_argument(
         "--curve",
@@ -158,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 holdout=args.holdout,
                 site_share=args.site_share,
                 baseline=args.baseline,
+                also_score=args.also_score,
                 curve=curve,
                 model_version=args.model_version,
                 verbose=2 if args.verbose else 0,

@@ -44,6 +44,7 @@ from trainer.windows import SplitWindows, build_split
 log = logging.getLogger(__name__)
 
 LAB_PREFIX = "lab:"
+OTHER_PREFIX = "other:"
 IOTID20_TEST = "IoTID20 test"
 DEFAULT_CURVE = (0.1, 0.25, 0.5)
 CURVE_PLOT = "site_learning_curve.png"
@@ -74,19 +75,21 @@ class SiteData:
 
 def load_site(site_benign: list[Path], site_attacks: list[Path], holdout: float) -> SiteData:
     """Load the site's benign CSVs and the lab's labelled CSVs and split each in time (see the module doc)."""
-    if not site_benign:
-        raise ValueError("at least one --site-benign CSV is needed")
-    benign, benign_counts = load_site_files(list(site_benign))
-    frames = [benign]
-    counts = [{**c, "role": "site benign"} for c in benign_counts]
+    if not site_benign and not site_attacks:
+        raise ValueError("no site data: give --site-benign (and/or labelled --site-attacks) CSVs")
+    frames, counts = [], []
+    if site_benign:
+        benign, benign_counts = load_site_files(list(site_benign))
+        frames.append(benign.assign(role="site"))
+        counts += [{**c, "role": "site benign"} for c in benign_counts]
     if site_attacks:
         lab, lab_counts = load_site_files(list(site_attacks))
         lab["source"] = LAB_PREFIX + lab["source"]
-        frames.append(lab)
+        frames.append(lab.assign(role="lab"))
         counts += [{**c, "source": LAB_PREFIX + c["source"], "role": "lab"} for c in lab_counts]
     frame = pd.concat(frames, ignore_index=True)
     if (frame["category"] == LABEL_NORMAL).sum() == 0:
-        raise ValueError("the site files hold no benign (Normal) rows")
+        raise ValueError("the site files hold no benign (Normal) rows: give the site's traffic with --site-benign")
     split = split_in_time(frame, holdout)
     if (split.held["category"] == LABEL_NORMAL).sum() == 0:
         raise ValueError(f"holdout={holdout} leaves no held-out benign site rows; give more site traffic")
@@ -102,6 +105,7 @@ def adapt(
     holdout: float = 0.3,
     site_share: float = 0.5,
     baseline: Path | None = None,
+    also_score: list[Path] = (),  # type: ignore[assignment]
     curve: tuple[float, ...] = DEFAULT_CURVE,
     model_version: str | None = None,
     verbose: int = 0,
@@ -109,7 +113,8 @@ def adapt(
     """Train the site-adapted model into ``out_dir`` (an ordinary run directory) and compare it with a baseline.
 
     ``baseline``: a run directory of the IoTID20 model; ``None`` trains it with the same profile into
-    ``out_dir/baseline``. Only the profile's main model is trained (``compare`` is ignored).
+    ``out_dir/baseline``. ``also_score``: flow CSVs scored by both models and reported on their own, never
+    trained on (e.g. captures from elsewhere). Only the profile's main model is trained (``compare`` is ignored).
     """
     profile = replace(profile, compare=[])
     site = load_site(site_benign, site_attacks, holdout)
@@ -127,7 +132,7 @@ def adapt(
         extra_share=site_share,
         spec_extra={"site_adapted": {"holdout": holdout, "site_share": site_share, "files": site.files}},
     )
-    held = heldout_sets(site, out_dir / TEST_FLOWS)
+    held = heldout_sets(site, out_dir / TEST_FLOWS, list(also_score))
     models = {"IoTID20 model": Path(baseline), "site-adapted": out_dir}
     scores = {name: score_run(d, held) for name, d in models.items()}
     comparison = {name: rates(held, s["int8"]) for name, s in scores.items()}
@@ -140,6 +145,7 @@ def adapt(
         "site_share": site_share,
         "baseline": str(baseline),
         "baseline_model_version": PreprocessSpec.load(Path(baseline) / artifacts.SPEC).model_version,
+        "baseline_same_iotid20_split": same_file(Path(baseline) / TEST_FLOWS, out_dir / TEST_FLOWS),
         "site": site.describe(),
         "heldout": comparison,
         "learning_curve": points,
@@ -151,10 +157,17 @@ def adapt(
     return summary
 
 
-def heldout_sets(site: SiteData, test_flows: Path) -> pd.DataFrame:
-    """What no model trained on: the held-out site rows and IoTID20's test split (``source`` says which)."""
-    iot = load_site_csv(test_flows, source=IOTID20_TEST).frame
-    return pd.concat([site.held, iot], ignore_index=True)
+def same_file(a: Path, b: Path) -> bool:
+    return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
+
+
+def heldout_sets(site: SiteData, test_flows: Path, also_score: list[Path]) -> pd.DataFrame:
+    """What no model trained on: held-out site rows, IoTID20's test split, other flows (``role`` says which)."""
+    frames = [site.held, load_site_csv(test_flows, source=IOTID20_TEST).frame.assign(role="iotid20")]
+    if also_score:
+        other, _ = load_site_files(also_score)
+        frames.append(other.assign(role="other", source=OTHER_PREFIX + other["source"]))
+    return pd.concat(frames, ignore_index=True)
 
 
 def windows_for(frame: pd.DataFrame, transform: Any, length: int, key: list[str]) -> SplitWindows:
@@ -183,17 +196,25 @@ def score_run(run_dir: Path, frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def rates(frame: pd.DataFrame, flagged: np.ndarray) -> dict[str, dict[str, Any]]:
     """Share flagged malicious per group: false-positive rate for benign groups, detection rate for attacks."""
     groups: dict[str, np.ndarray] = {}
-    site = ~frame["source"].eq(IOTID20_TEST).to_numpy()
+    role = frame["role"].to_numpy()
+    site, iot, other = np.isin(role, ("site", "lab")), role == "iotid20", role == "other"
     normal = frame["category"].eq(LABEL_NORMAL).to_numpy()
     groups["site benign (all held-out)"] = site & normal
     for src in pd.unique(frame.loc[site & normal, "source"]):
         groups[f"site benign: {src}"] = site & normal & frame["source"].eq(src).to_numpy()
     for cat in sorted(pd.unique(frame.loc[site & ~normal, "category"])):
         groups[f"lab attack: {cat}"] = site & ~normal & frame["category"].eq(cat).to_numpy()
-    for cat in sorted(pd.unique(frame.loc[~site, "category"])):
-        groups[f"IoTID20 test: {cat}"] = ~site & frame["category"].eq(cat).to_numpy()
+    for cat in sorted(pd.unique(frame.loc[iot, "category"])):
+        groups[f"IoTID20 test: {cat}"] = iot & frame["category"].eq(cat).to_numpy()
+    groups["not trained on: benign (all)"] = other & normal
+    for (src, cat), _ in frame[other].groupby(["source", "category"], sort=False):
+        groups[f"not trained on: {src} / {cat}"] = (
+            other & frame["source"].eq(src).to_numpy() & frame["category"].eq(cat).to_numpy()
+        )
     out = {}
     for name, sel in groups.items():
+        if not sel.any():
+            continue
         benign = bool(normal[sel].all())
         out[name] = {"n": int(sel.sum()), "flagged": int(flagged[sel].sum()), "benign": benign}
         out[name]["false_positive_rate" if benign else "detection_rate"] = float(flagged[sel].mean())
@@ -290,7 +311,13 @@ def site_report(s: dict[str, Any]) -> str:
         f"Trained on IoTID20's training split plus the first {1 - s['holdout']:.0%} (in time) of each site file's "
         f"rows per category ({site['learn_rows']:,} rows); scored on the last {s['holdout']:.0%} "
         f"({site['held_rows']:,} rows) and IoTID20's test split, which no model trained on. Baseline: "
-        f"`{s['baseline']}` (model version {s['baseline_model_version']}). Site and lab rows carry "
+        f"`{s['baseline']}` (model version {s['baseline_model_version']}"
+        + (
+            ", same IoTID20 split)."
+            if s["baseline_same_iotid20_split"]
+            else "; **trained on another IoTID20 split: some IoTID20 test rows may be in its training data**)."
+        )
+        + " Site and lab rows carry "
         f"{s['site_share']:.0%} of their class's training weight; the site's learning rows are part of the "
         "feature-selection and Min-Max fit.",
         "",

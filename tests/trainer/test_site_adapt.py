@@ -126,21 +126,41 @@ def test_site_rows_carry_their_share_of_each_class_weight() -> None:
         source_weights(frame, 1.0)
 
 
+def test_rates_per_group() -> None:
+    from trainer.site_adapt import rates
+
+    frame = pd.DataFrame(
+        {
+            "role": ["site"] * 4 + ["lab"] * 3 + ["iotid20"] * 2 + ["other"] * 2,
+            "source": ["a.csv"] * 4 + ["lab:l.csv"] * 3 + ["IoTID20 test"] * 2 + ["other:o.csv"] * 2,
+            "category": ["Normal"] * 4 + ["Normal", "Scan", "Scan"] + ["Normal", "DoS"] + ["Normal", "Normal"],
+        }
+    )
+    flagged = np.array([1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0], dtype=bool)
+    r = rates(frame, flagged)
+    assert r["site benign (all held-out)"] == {"n": 5, "flagged": 2, "benign": True, "false_positive_rate": 0.4}
+    assert r["site benign: a.csv"]["false_positive_rate"] == 0.25
+    assert r["lab attack: Scan"] == {"n": 2, "flagged": 1, "benign": False, "detection_rate": 0.5}
+    assert r["IoTID20 test: Normal"]["false_positive_rate"] == 0.0 and r["IoTID20 test: DoS"]["detection_rate"] == 1
+    assert r["not trained on: benign (all)"]["false_positive_rate"] == 0.5
+    assert "not trained on: other:o.csv / Normal" in r
+
+
 def test_adapt_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["adapt", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: iotids-train adapt")
-    for flag in ("--site-benign", "--site-attacks", "--data", "--holdout", "--baseline", "--curve", "--out"):
+    flags = ("--site-benign", "--site-attacks", "--also-score", "--data", "--holdout", "--baseline", "--curve", "--out")
+    for flag in flags:
         assert flag in out
 
 
-def test_adapt_without_site_benign_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as e:
-        main(["adapt", "--out", "/nonexistent"])
-    assert e.value.code == 2
-    assert "--site-benign" in capsys.readouterr().err
+def test_adapt_without_site_data_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["adapt", "--out", str(tmp_path / "site")]) == 2
+    assert "no site data" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
 
 
 # --------------------------------------------------------------------------- the trained pair
@@ -191,6 +211,7 @@ def test_adapted_run_is_an_ordinary_run_directory(site_run: SiteRun) -> None:
         inspect_model=inspect_model,
     )
     assert v.manifest.model_version == "test-site"
+    assert site_run.site["baseline_same_iotid20_split"]
     spec = json.loads((site_run.out / "spec.json").read_text())
     assert spec["extra"]["site_adapted"]["holdout"] == 0.3
     report = (site_run.out / "report.md").read_text()
