@@ -13,6 +13,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import _broker
 
 pytest.register_assert_rewrite("agent_harness")
 
@@ -61,9 +62,12 @@ class RssSampler:
         self._thread.join(5)
 
 
-def publish(port: int, topic_name: str, payload: bytes, *, retain: bool = False, timeout: float = 120) -> None:
-    """Publish with QoS 1 (MQTT 5) and wait for the broker's PUBACK: the broker has accepted it."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+def publish(
+    port: int, topic_name: str, payload: bytes, *, retain: bool = False, timeout: float = 120, v5: bool = True
+) -> None:
+    """Publish with QoS 1 and wait for the broker's PUBACK: the broker has taken it (accepted, or dropped by
+    its ``message_size_limit``)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
     c.connect("127.0.0.1", port)
     c.loop_start()
     try:
@@ -130,3 +134,44 @@ def test_huge_messages_never_reach_the_agent(tmp_path, broker):
         agent.kill()
         collector.stop()
         publish(broker.port, bundle_topic, b"", retain=True)  # clear it: the broker saves its store on shutdown
+
+
+@pytest.fixture
+def limited_broker(tmp_path):
+    """Mosquitto with the README's ``message_size_limit`` (2 MB): the bound for MQTT 3.1.1 agents."""
+    gen = _broker(tmp_path, durable=False, extra=(f"message_size_limit {2 * MB}",))
+    yield next(gen)
+    next(gen, None)
+
+
+@pytest.mark.timeout(300, func_only=True)
+def test_mqtt_311_agent_is_protected_by_the_brokers_message_size_limit(tmp_path, limited_broker):
+    """MQTT 3.1.1 has no Maximum Packet Size: the broker's limit refuses the 100 MB publish before any subscriber
+    sees it (paho reads a packet's whole body; refusing it by its length would mean disconnecting, and the broker
+    would send the QoS 1 message again on reconnect)."""
+    port = limited_broker.port
+    model_dir = tiny_model().write_artifacts(tmp_path / "model")
+    cfg = agent_config(tmp_path, port=port, model_dir=model_dir, mqtt__protocol="3.1.1", stats_interval=60)
+    agent = AgentProcess(write_config(tmp_path / "agent.yaml", cfg), tmp_path / "agent.log")
+    collector = Collector(port).start()
+    try:
+        agent.start()
+        agent.wait_connected()
+        assert "maximum packet size set by the broker" in agent.log(), agent.log()
+        publish(port, topic("flows"), flow(0))
+        collector.wait_seqs([0], 30, agent.log, sensor=SENSOR)
+        time.sleep(1.0)
+        idle_kb = status_kb(agent.pid, "VmRSS")
+        Path(f"/proc/{agent.pid}/clear_refs").write_text("5")
+        # a 3.1.1 publisher gets a plain PUBACK for a message the broker drops (paho 2.2 as an MQTT 5 publisher
+        # does not complete the QoS 1 flow when the PUBACK carries reason 0x95, packet too large)
+        publish(port, topic("flows"), b"[" + b"{}," * (100 * MB // 3) + b"{}]", v5=False)
+        publish(port, topic("flows"), flow(1))
+        collector.wait_seqs([1], 30, agent.log, sensor=SENSOR)
+        peak_kb = status_kb(agent.pid, "VmHWM")
+        print(f"MQTT 3.1.1: idle RSS {idle_kb / 1024:.1f} MB, peak {peak_kb / 1024:.1f} MB")
+        assert peak_kb - idle_kb < 20 * 1024, (idle_kb, peak_kb)
+        assert not collector.deadletters() and set(collector.verdict_counts(SENSOR)) == {0, 1}
+    finally:
+        agent.kill()
+        collector.stop()
