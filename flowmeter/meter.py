@@ -4,6 +4,13 @@ A flow ends when a packet of the same flow key arrives more than ``flow_timeout_
 (that packet starts the next flow, which keeps the old flow's Src/Dst), when a packet with FIN arrives (it is added,
 then the flow ends), at ``expire(now)`` (live capture: the flow timeout has passed), when the table is full (the
 oldest flows are evicted and counted), and at ``flush()``.
+
+A flow closed by ``expire`` or eviction leaves its orientation behind (key → Src is the key's first endpoint), so
+the next packet of that key starts a flow with the old Src/Dst, as the reference's timeout restart does (quirk 7b):
+live records then equal the records of the same packets read from a file. The reference keeps a silent flow's
+entry until the end of the capture, so no age makes an orientation safe to forget; what bounds it is the count
+(``max_flows`` orientations, the oldest forgotten first, counted in ``stats.orientations_dropped``), like the table.
+A FIN close leaves nothing (the reference's next flow is fresh there too); ``flush()`` forgets everything.
 """
 
 from __future__ import annotations
@@ -27,14 +34,16 @@ _IGNORED = frozenset({"not_ip", "ipv6_disabled"})
 class MeterStats:
     """Counters. ``packets == flow_packets + sum(bad.values()) + sum(ignored.values())``."""
 
-    def __init__(self, table: dict) -> None:
+    def __init__(self, table: dict, orientations: dict) -> None:
         self._table = table
+        self._orientations = orientations
         self.packets = 0  # frames seen
         self.bytes = 0  # captured bytes of those frames
         self.flow_packets = 0  # frames that went into a flow
         self.flows_out = 0
         self.single_packet_dropped = 0  # only with single_packet_flows=False (the reference's rule)
         self.evictions = 0
+        self.orientations_dropped = 0  # orientations of expired/evicted flows forgotten at the bound (max_flows)
         self.bad: Counter[str] = Counter()  # bad packets by cause
         self.ignored: Counter[str] = Counter()  # frames that are not IP (ARP, LLDP, …)
         self.notes: Counter[str] = Counter()  # packets used but unusual: fragments, snaplen-cut
@@ -42,6 +51,11 @@ class MeterStats:
     @property
     def active_flows(self) -> int:
         return len(self._table)
+
+    @property
+    def orientations_kept(self) -> int:
+        """Keys whose flow was closed by expiry or eviction and whose next flow will keep its Src/Dst."""
+        return len(self._orientations)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +65,8 @@ class MeterStats:
             "flows_out": self.flows_out,
             "active_flows": self.active_flows,
             "evictions": self.evictions,
+            "orientations_kept": self.orientations_kept,
+            "orientations_dropped": self.orientations_dropped,
             "single_packet_dropped": self.single_packet_dropped,
             "bad": dict(self.bad),
             "ignored": dict(self.ignored),
@@ -65,7 +81,9 @@ class FlowMeter:
         self.settings = settings
         self._emit = emit
         self._flows: dict[tuple, Flow] = {}
-        self.stats = MeterStats(self._flows)
+        # key → True if the closed flow's Src was the key's first endpoint (expired or evicted flows only)
+        self._orientations: dict[tuple, bool] = {}
+        self.stats = MeterStats(self._flows, self._orientations)
         self._flow_timeout = settings.flow_timeout_us
         self._activity_timeout = settings.activity_timeout_us
         self._max_flows = settings.max_flows
@@ -103,6 +121,14 @@ class FlowMeter:
         flows = self._flows
         flow = flows.get(key)
         if flow is None:
+            orientations = self._orientations
+            if orientations:
+                keeps = orientations.pop(key, None)
+                if keeps is not None:  # closed by expire()/eviction: continue as the reference's restart (quirk 7b)
+                    if keeps:
+                        src, dst, sport, dport = key[0], key[1], key[2], key[3]
+                    else:
+                        src, dst, sport, dport = key[1], key[0], key[3], key[2]
             if len(flows) >= self._max_flows:
                 self._evict()
             flows[key] = Flow(key, ts_us, src, dst, sport, dport, proto, payload, hdr, flags, window)
@@ -118,7 +144,13 @@ class FlowMeter:
             flow.add(ts_us, src, payload, hdr, window, self._activity_timeout)
 
     def expire(self, now_us: int) -> None:
-        """Close every flow whose flow timeout has passed at ``now_us`` (live capture calls this periodically)."""
+        """Close every flow whose flow timeout has passed at ``now_us`` (live capture calls this periodically).
+
+        The records are those the reference writes when the next packet of each key arrives (that packet's flow
+        keeps the closed flow's Src/Dst) provided every later packet is stamped at ``now_us`` or later: a packet
+        stamped within a closed flow's timeout would have joined that flow. A capture that hands packets over late
+        (a ring block's timeout) should pass its clock minus that delay.
+        """
         flows = self._flows
         limit = now_us - self._flow_timeout
         done = []
@@ -127,12 +159,13 @@ class FlowMeter:
                 break
             done.append(key)
         for key in done:
-            self._close(flows.pop(key))
+            self._close_remembering(flows.pop(key))
 
     def flush(self) -> None:
-        """End of capture or shutdown: close every active flow."""
+        """End of capture or shutdown: close every active flow (and forget the orientations of closed ones)."""
         flows = list(self._flows.values())
         self._flows.clear()
+        self._orientations.clear()
         for flow in flows:
             self._close(flow)
 
@@ -147,7 +180,23 @@ class FlowMeter:
         if self.stats.evictions == len(keys):
             log.warning("flow table full (%d flows): evicting the oldest flows", self._max_flows)
         for key in keys:
-            self._close(flows.pop(key))
+            self._close_remembering(flows.pop(key))
+
+    def _close_remembering(self, flow: Flow) -> None:
+        """Close a flow the reference would still hold, keeping its orientation for the key's next flow."""
+        key = flow.key
+        orientations = self._orientations
+        orientations[key] = flow.src == key[0]  # equal IPs (loopback): the key is in first-packet order anyway
+        if len(orientations) > self._max_flows:
+            drop = []
+            for old in orientations:  # insertion order = oldest first; in batches (a dict's front is slow to pop)
+                drop.append(old)
+                if len(drop) >= self._evict_batch:
+                    break
+            for old in drop:
+                del orientations[old]
+            self.stats.orientations_dropped += len(drop)
+        self._close(flow)
 
     def _close(self, flow: Flow) -> None:
         if flow.fn + flow.bn > 1 or self._keep_single:
