@@ -203,7 +203,11 @@ def rates(frame: pd.DataFrame, flagged: np.ndarray) -> dict[str, dict[str, Any]]
     for src in pd.unique(frame.loc[site & normal, "source"]):
         groups[f"site benign: {src}"] = site & normal & frame["source"].eq(src).to_numpy()
     for cat in sorted(pd.unique(frame.loc[site & ~normal, "category"])):
-        groups[f"lab attack: {cat}"] = site & ~normal & frame["category"].eq(cat).to_numpy()
+        in_cat = site & ~normal & frame["category"].eq(cat).to_numpy()
+        groups[f"lab attack: {cat}"] = in_cat
+        subs = sorted(pd.unique(frame.loc[in_cat, "sub_category"].dropna())) if "sub_category" in frame else []
+        for sub in subs if len(subs) > 1 else ():
+            groups[f"lab attack: {cat} / {sub}"] = in_cat & frame["sub_category"].eq(sub).to_numpy()
     for cat in sorted(pd.unique(frame.loc[iot, "category"])):
         groups[f"IoTID20 test: {cat}"] = iot & frame["category"].eq(cat).to_numpy()
     groups["not trained on: benign (all)"] = other & normal

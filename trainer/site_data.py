@@ -5,9 +5,11 @@ with spaces where IoTID20 has underscores) and a ``Label`` of ``No Label``. Rows
 ``Cat`` column (or a ``Label`` other than ``No Label``/``Normal``/``Anomaly``) names their category, as the
 lab's labelled captures do. Cleaning is the trainer's own (:func:`trainer.data.clean`).
 
-Hold-out: a site's later traffic is the test. Each file's rows of each category are put in time order
-(``Timestamp``, then file order) and the last ``holdout`` share of them is held out — never a random
-split, so the model is scored on traffic from after its learning period.
+Hold-out: a site's later traffic is the test. Each file's rows of each category and sub-category (attack
+type) are put in time order (``Timestamp``, then file order) and the last ``holdout`` share of them is held
+out — never a random split, so the model is scored on traffic from after its learning period. Splitting per
+attack type keeps every type of a lab run on both sides (a type that only ran late would otherwise be tested
+but never learnt).
 """
 
 from __future__ import annotations
@@ -103,12 +105,16 @@ class TimeSplit:
     held: pd.DataFrame  # the later rows, never trained on
 
 
+def _groups(frame: pd.DataFrame) -> list[str]:
+    return ["source", "category", *(["sub_category"] if "sub_category" in frame.columns else [])]
+
+
 def split_in_time(frame: pd.DataFrame, holdout: float) -> TimeSplit:
-    """Per (source, category), in time order: the first ``1 - holdout`` rows learn, the rest are held out."""
+    """Per (source, category, sub-category), in time order: the first ``1 - holdout`` rows learn, the rest held out."""
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout must be in (0, 1), got {holdout}")
     learn, held = [], []
-    for _, group in frame.groupby(["source", "category"], sort=False):
+    for _, group in frame.groupby(_groups(frame), sort=False, dropna=False):
         ordered = group.iloc[time_order(group)]
         cut = round(len(ordered) * (1.0 - holdout))
         learn.append(ordered.iloc[:cut])
@@ -119,7 +125,8 @@ def split_in_time(frame: pd.DataFrame, holdout: float) -> TimeSplit:
 def learning_prefix(learn: pd.DataFrame, fraction: float) -> pd.DataFrame:
     """The first ``fraction`` (in time) of each source's benign learning rows; attack rows are all kept."""
     parts = []
-    for (_, category), group in learn.groupby(["source", "category"], sort=False):
+    for key, group in learn.groupby(_groups(learn), sort=False, dropna=False):
+        category = key[1]
         ordered = group.iloc[time_order(group)]
         n = len(ordered) if category != LABEL_NORMAL else max(1, round(len(ordered) * fraction))
         parts.append(ordered.iloc[:n])

@@ -115,6 +115,17 @@ def test_hold_out_is_the_later_traffic_of_every_file(site_csvs: list[Path]) -> N
         assert part["timestamp"].max() <= full["timestamp"].sort_values().iloc[len(part) - 1]
 
 
+def test_every_attack_type_of_a_lab_file_is_on_both_sides(site_csvs: list[Path], tmp_path: Path) -> None:
+    src = max((pd.read_csv(f) for f in site_csvs), key=len)
+    half = len(src) // 2
+    src.assign(Cat="Scan", Sub_Cat=["Scan Hostport"] * half + ["Scan Port OS"] * (len(src) - half)).to_csv(
+        tmp_path / "lab.csv", index=False
+    )
+    split = split_in_time(load_site_csv(tmp_path / "lab.csv").frame, 0.3)
+    for part in (split.learn, split.held):
+        assert set(part["sub_category"]) == {"Scan Hostport", "Scan Port OS"}
+
+
 def test_site_rows_carry_their_share_of_each_class_weight() -> None:
     frame = pd.DataFrame({"y": [0] * 80 + [1] * 320 + [0] * 10, "source": [IOTID20_SOURCE] * 400 + ["site.csv"] * 10})
     w = source_weights(frame, 0.5)
