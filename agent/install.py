@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.interpreter import TFLiteModel
 from agent.probation import Probation
 from agent.scorer import Scorer
 from agent.slots import SlotState, SlotStore
@@ -35,6 +34,7 @@ from firmware_bundle.limits import Limits
 from firmware_bundle.model_check import inspect_model
 from firmware_bundle.verifier import VerifiedBundle, verify_bundle
 from ids_core import artifacts
+from ids_core.interpreter import TFLiteModel
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ import yaml
 from agent import __version__
 from agent.config import AgentConfig
 from agent.install import Installer
-from agent.interpreter import ModelLoadError
 from agent.probation import Probation
 from agent.scorer import ModelMismatchError, Scorer
 from agent.slots import SlotStore
@@ -36,6 +35,7 @@ from firmware_bundle.errors import BadConfigError
 from firmware_bundle.keys import load_public_key
 from firmware_bundle.limits import Limits
 from ids_core import artifacts
+from ids_core.interpreter import ModelLoadError
 from ids_core.preprocess import SpecError
 from ids_core.typedconfig import ConfigError, build
 

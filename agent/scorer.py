@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.interpreter import ModelLoadError, TFLiteModel
 from agent.records import FlowRecord
 from ids_core import artifacts
+from ids_core.interpreter import ModelLoadError, TFLiteModel
 from ids_core.preprocess import PreprocessSpec, Quantization, SpecError, StreamWindows
 
 log = logging.getLogger(__name__)

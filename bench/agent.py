@@ -163,9 +163,9 @@ def _prepare(workdir: Path, plan: Plan) -> dict[str, Any]:
     """SYNTHETIC flows → records (as flowmeter.replay) → transform → random-init int8 models + specs per shape."""
     import keras
 
-    from agent.interpreter import TFLiteModel
     from flowmeter.replay import read_flows, records
     from ids_core.columns import CONSTANT_COLUMNS, NUMERIC_COLUMNS
+    from ids_core.interpreter import TFLiteModel
     from ids_core.preprocess import FeatureTransform, PreprocessSpec, gather_windows, window_indices
     from trainer.convert import run_conversion
     from trainer.models import build_model
@@ -257,7 +257,7 @@ def _reply(doc: dict[str, Any]) -> None:
 
 def _raw_worker(workdir: Path) -> None:
     """``TFLiteModel.predict`` at batch 256 on pre-built windows, one thread; answers ``{"T", "seconds"}``."""
-    from agent.interpreter import TFLiteModel
+    from ids_core.interpreter import TFLiteModel
 
     models = {t: TFLiteModel(workdir / f"T{t}" / "int8" / "model_int8.tflite", num_threads=1) for t in SHAPES.values()}
     windows = {t: np.load(workdir / f"T{t}" / "raw_windows.npy") for t in SHAPES.values()}
@@ -280,7 +280,7 @@ def _raw_worker(workdir: Path) -> None:
 def _rss_probe(workdir: Path) -> dict[str, dict[str, float]]:
     """VmHWM/VmRSS of a fresh process after each step the T=62 agent takes: imports, model load, batch 256."""
     stages = {"python + numpy": vm()}
-    from agent.interpreter import TFLiteModel
+    from ids_core.interpreter import TFLiteModel
 
     stages["+ interpreter import"] = vm()
     import agent.daemon  # noqa: F401  (paho, sqlite, the pipeline)

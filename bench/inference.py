@@ -255,7 +255,7 @@ def _keras_fns(workdir: Path, threads: int) -> dict[tuple[str, int], Callable[[n
 
 
 def _tflite_fns(workdir: Path, runtime: str, threads: int) -> dict[tuple[str, int], Callable[[np.ndarray], Any]]:
-    from agent.interpreter import TFLiteModel
+    from ids_core.interpreter import TFLiteModel
 
     variants = (*TFLITE_VARIANTS, REFERENCE) if runtime == "ai_edge_litert" else TFLRT_VARIANTS
     fns: dict[tuple[str, int], Callable[[np.ndarray], Any]] = {}
@@ -279,7 +279,7 @@ def _score(runtime: str, model: str, inputs: str, out: str, delegates: bool = Tr
         keras_model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
         scores = np.concatenate([keras_model.predict_on_batch(x[s : s + BATCH])[:, 0] for s in range(0, len(x), BATCH)])
     else:
-        from agent.interpreter import TFLiteModel
+        from ids_core.interpreter import TFLiteModel
 
         scores = TFLiteModel(model, num_threads=1, runtime=runtime, use_default_delegates=delegates).predict(x)
     np.save(out, scores.astype(np.float32))
@@ -380,7 +380,7 @@ def _probe(workdir: Path, runtime: str) -> dict[str, Any]:
         stages["load"] = vm()
         predict: Callable[[np.ndarray], Any] = model.predict_on_batch
     else:
-        from agent.interpreter import TFLiteModel, load_runtime
+        from ids_core.interpreter import TFLiteModel, load_runtime
 
         load_runtime(runtime)
         stages["import"] = vm()
@@ -703,7 +703,7 @@ def _header(res: dict[str, Any], view: _View) -> list[str]:
         f"worker process; per round every case runs a block of batch-1 calls (≥ {plan['latency_seconds']} s; "
         f"≥ {calls[1]} calls in total at T=1, ≥ {calls[62]} at T=62) and one batch-{BATCH} run of "
         f"≥ {plan['run_seconds']} s. Latency: median / p99 over all calls; windows/s: median over rounds. TFLite "
-        "is timed through `agent.interpreter.TFLiteModel.predict` (float windows in, float scores out, "
+        "is timed through `ids_core.interpreter.TFLiteModel.predict` (float windows in, float scores out, "
         "quantization included). Keras: intra- and inter-op threads both n; TFLite: `num_threads=n`.",
         f'- Weights: "toy" = random init, then {plan["train_epochs"]} epoch(s) on {plan["train_windows"]} random '
         "windows labelled by a synthetic rule (newest flow's feature 0 > 0.5; eval accuracy "

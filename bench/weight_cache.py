@@ -6,7 +6,7 @@ RSS and small batches stream them from memory. LiteRT's ``CompiledModel`` API (n
 the agent uses) can share packed weights through an XNNPACK weight cache. This benchmark runs, side by
 side in interleaved rounds, each configuration in a fresh process (so its RSS is its own):
 
-- ``interpreter``: ``agent.interpreter.TFLiteModel`` (LiteRT ``Interpreter``, default XNNPACK delegate);
+- ``interpreter``: ``ids_core.interpreter.TFLiteModel`` (LiteRT ``Interpreter``, default XNNPACK delegate);
 - ``compiled``: ``CompiledModel`` on CPU (XNNPACK), no weight cache;
 - ``compiled+cache``: the same with ``xnnpack_weight_cache_path=":memory"`` (in-memory cache);
 - ``builtin``: the ``Interpreter`` without XNNPACK (TFLite's own int8 kernels), the reference for exactness.
@@ -80,7 +80,7 @@ def _child(config: str, model: Path, batch: int, eval_path: Path) -> dict[str, A
     base = vm(keys=VM_KEYS)
     if config in ("interpreter", "builtin"):
         sys.path.insert(0, str(REPO))
-        from agent.interpreter import TFLiteModel
+        from ids_core.interpreter import TFLiteModel
 
         m = TFLiteModel(model, num_threads=1, max_batch=batch, use_default_delegates=config == "interpreter")
 

@@ -20,11 +20,11 @@ import paho.mqtt.client as mqtt
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.interpreter import TFLiteModel
 from firmware_bundle import keys
 from firmware_bundle.builder import build_bundle
 from firmware_bundle.manifest import AGENT_CONFIG_FILE, FIRST_AGENT_VERSION
 from ids_core import artifacts
+from ids_core.interpreter import TFLiteModel
 from ids_core.preprocess import PreprocessSpec
 
 ARTIFACT_FILES = artifacts.RUN_TO_BUNDLE
@@ -68,7 +68,7 @@ class Artifacts:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.model_bytes).hexdigest()  # as agent.interpreter.TFLiteModel.sha256
+        return hashlib.sha256(self.model_bytes).hexdigest()  # as ids_core.interpreter.TFLiteModel.sha256
 
     @property
     def version(self) -> str:

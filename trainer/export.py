@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.interpreter import TFLiteModel
 from ids_core import artifacts
+from ids_core.interpreter import TFLiteModel
 from ids_core.preprocess import FeatureTransform, PreprocessSpec
 from trainer.convert import run_conversion
 from trainer.train import TrainedModel

@@ -147,7 +147,7 @@ def test_paper_profile_runs_end_to_end_on_synthetic_data(tmp_path: Path) -> None
     assert spec["scaler"]["kind"] == "minmax"  # as published
     q_in = np.load(out / "selftest_inputs.npy")
     assert q_in.dtype == np.int8 and q_in.shape[1:] == (62, 62)
-    from agent.interpreter import TFLiteModel
+    from ids_core.interpreter import TFLiteModel
 
     model = TFLiteModel(out / "model_int8.tflite")
     assert model.is_int8 and model.input_shape == (62, 62)

@@ -135,7 +135,7 @@ def test_int8_model_is_builtin_int8_only(quick_run: QuickRun) -> None:
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
 
-    from agent.interpreter import TFLiteModel
+    from ids_core.interpreter import TFLiteModel
 
     it = Interpreter(model_path=str(quick_run.model_path))
     it.allocate_tensors()
@@ -204,7 +204,7 @@ def test_int8_agrees_with_keras_float(quick_run: QuickRun, record_property) -> N
 
 def test_selftest_vectors(quick_run: QuickRun) -> None:
     """selftest_inputs are the first test windows quantized; selftest_outputs are what the shipped model gives."""
-    from agent.interpreter import TFLiteModel
+    from ids_core.interpreter import TFLiteModel
 
     q_in = np.load(quick_run.out_dir / "selftest_inputs.npy")
     q_out = np.load(quick_run.out_dir / "selftest_outputs.npy")

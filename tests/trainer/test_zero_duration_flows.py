@@ -11,11 +11,11 @@ import pandas as pd
 from flow_quirks import write_cicflowmeter_csv, zero_duration
 from trained import QuickRun
 
-from agent.interpreter import TFLiteModel
 from agent.records import parse_flows
 from agent.scorer import Scorer
 from flowmeter.replay import read_flows
 from ids_core.columns import INF_COLUMNS
+from ids_core.interpreter import TFLiteModel
 from trainer.data import load_csv
 from trainer.windows import build_split
 
