@@ -4,4 +4,5 @@ import sys
 
 from flowmeter.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (pkgutil walks, docs) must not run the CLI
+    sys.exit(main())
