@@ -1,0 +1,182 @@
+"""What runs inside the benchmark's children: the raw-interpreter worker, the RSS probe, the verdict subscriber
+and the agent scoring with Keras (each started as ``python bench/agent.py --child <mode>``)."""
+
+from __future__ import annotations
+
+import array
+import gc
+import json
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from agent_plan import FEATURES, MAX_RECORDS, MODEL, PREFIX, SHAPES
+from benchlib import vm
+
+
+def reply(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def raw_worker(workdir: Path) -> None:
+    """``TFLiteModel.predict`` at batch 256 on pre-built windows, one thread; answers ``{"T", "seconds"}``."""
+    from ids_core.interpreter import TFLiteModel
+
+    models = {t: TFLiteModel(workdir / f"T{t}" / "int8" / "model_int8.tflite", num_threads=1) for t in SHAPES.values()}
+    windows = {t: np.load(workdir / f"T{t}" / "raw_windows.npy") for t in SHAPES.values()}
+    reply({"ready": True, "runtime": {t: m.runtime for t, m in models.items()}})
+    for line in sys.stdin:
+        req = json.loads(line)
+        m, x = models[req["T"]], windows[req["T"]]
+        m.predict(x[:MAX_RECORDS])
+        chunks = [x[i : i + MAX_RECORDS] for i in range(0, len(x) - MAX_RECORDS + 1, MAX_RECORDS)]
+        n, cpu0, start = 0, time.process_time(), time.perf_counter()
+        while time.perf_counter() - start < req["seconds"]:
+            m.predict(chunks[(n // MAX_RECORDS) % len(chunks)])
+            n += MAX_RECORDS
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        reply(
+            {"windows": n, "seconds": wall, "cpu_seconds": cpu, "windows_per_s": n / wall, "windows_per_cpu_s": n / cpu}
+        )
+
+
+def rss_probe(workdir: Path) -> dict[str, dict[str, float]]:
+    """VmHWM/VmRSS of a fresh process after each step the T=62 agent takes: imports, model load, batch 256."""
+    stages = {"python + numpy": vm()}
+    from ids_core.interpreter import TFLiteModel
+
+    stages["+ interpreter import"] = vm()
+    import agent.daemon  # noqa: F401  (paho, sqlite, the pipeline)
+
+    stages["+ agent modules"] = vm()
+    m = TFLiteModel(workdir / "T62" / "int8" / "model_int8.tflite", num_threads=1)
+    stages["+ T=62 int8 model loaded (XNNPACK)"] = vm()
+    x = np.array(np.load(workdir / "T62" / "raw_windows.npy", mmap_mode="r")[:MAX_RECORDS])
+    m.predict(x[:1])
+    stages["+ batch 1"] = vm()
+    m.predict(x)
+    stages["+ batch 256"] = vm()
+    return stages
+
+
+def subscriber(port: int) -> None:
+    """Records the arrival time of every verdict (by sensor and seq) and the agents' status; answers commands."""
+    import paho.mqtt.client as mqtt
+
+    lock = threading.Lock()
+    # flat arrays, not lists of tuples: no per-verdict objects kept alive for the whole run
+    arrivals: dict[str, tuple[array.array, array.array]] = defaultdict(lambda: (array.array("q"), array.array("d")))
+    batches: dict[str, list[int]] = defaultdict(list)
+    malicious: dict[str, int] = defaultdict(int)
+    status: dict[str, str] = {}
+    stats: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        t = time.monotonic()
+        gateway = msg.topic.split("/")[-2]
+        if msg.topic.endswith("/status"):
+            status[gateway] = msg.payload.decode()
+            return
+        if msg.topic.endswith("/stats"):
+            doc = json.loads(msg.payload)
+            with lock:
+                stats[gateway].append((t, {k: doc.get(k) for k in ("flow_latency", "inference_latency")}))
+            return
+        verdicts = json.loads(msg.payload)["verdicts"]
+        with lock:
+            for v in verdicts:
+                seqs, times = arrivals[v["sensor"]]
+                seqs.append(v["seq"])
+                times.append(t)
+                malicious[v["sensor"]] += v["verdict"] == "malicious"
+            if verdicts:
+                batches[verdicts[0]["sensor"]].append(len(verdicts))
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-ids-bench-sub", protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe([(f"{PREFIX}/+/verdicts", 1), (f"{PREFIX}/+/status", 1), (f"{PREFIX}/+/stats", 0)])
+    gc.disable()  # an instrument: its collector pauses would be charged to the agent as latency
+
+    def serve() -> None:  # requests from the driver; paho's loop keeps the main thread
+        for line in sys.stdin:
+            req = json.loads(line)
+            if req["cmd"] == "count":
+                with lock:
+                    reply({"n": len(arrivals[req["sensor"]][0]) if req["sensor"] in arrivals else 0})
+            elif req["cmd"] == "status":
+                reply(dict(status))
+            elif req["cmd"] == "stats":
+                with lock:
+                    docs = [d for t, d in stats.get(req["gateway"], []) if req["since"] <= t <= req["until"]]
+                reply({"stats": docs})
+            elif req["cmd"] == "take":
+                with lock:
+                    seqs, times = arrivals.pop(req["sensor"], (array.array("q"), array.array("d")))
+                    sizes = batches.pop(req["sensor"], [])
+                    bad = malicious.pop(req["sensor"], 0)
+                np.savez(req["path"], seq=np.frombuffer(seqs, dtype=np.int64),
+                         t=np.frombuffer(times, dtype=np.float64), batches=np.array(sizes, dtype=np.int64))  # fmt: skip
+                reply({"n": len(seqs), "malicious": bad})
+        client.disconnect()
+
+    threading.Thread(target=serve, name="requests", daemon=True).start()
+    reply({"ready": True})
+    client.loop_forever()
+
+
+class KerasModel:
+    """Stands in for ``TFLiteModel`` in the agent's scorer: the same architecture and weights, Keras float32."""
+
+    runtime = "keras-float32"
+    output_shape = (1,)
+
+    def __init__(self, weights: Path, t: int) -> None:
+        import hashlib
+
+        from trainer.models import build_model
+
+        self.model = build_model(MODEL, (t, FEATURES))  # the loop form that Keras trains and serves
+        w = np.load(weights)
+        self.model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
+        self.sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+        self.input_shape = (t, FEATURES)
+        for n in (1, 3, 17, MAX_RECORDS, 100):  # trace the predict function for a few batch sizes up front
+            self.predict(np.zeros((n, t, FEATURES), dtype=np.float32))
+
+    input_dtype = np.dtype(np.float32)
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Float windows ``(n, T, F)`` → float scores ``(n,)`` (``predict_on_batch``, Keras' fastest call here)."""
+        return np.asarray(self.model.predict_on_batch(windows), dtype=np.float32).reshape(len(windows), -1)[:, 0]
+
+    scores = predict  # the model's inputs are the float windows themselves
+
+    def quantize(self, windows: np.ndarray) -> np.ndarray:
+        return np.asarray(windows, dtype=np.float32)
+
+
+def keras_agent(config: Path, weights: Path, t: int) -> int:
+    """``agent.daemon.Agent`` with its scorer's model replaced by :class:`KerasModel` (one TF thread)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from agent.config import load_config
+    from agent.daemon import Agent, setup_logging
+    from ids_core.preprocess import StreamWindows
+
+    cfg = load_config(config)
+    setup_logging(cfg)
+    model = KerasModel(weights, t)
+    agent = Agent(cfg, config)
+    scorer = agent.pipeline.scorer
+    scorer.model = model  # type: ignore[assignment]
+    # the int8 agent keeps quantized history; Keras takes float windows (same definition, float32 rows)
+    scorer.windows = StreamWindows(t, FEATURES, max_keys=cfg.windows.max_keys)
+    return agent.run()

@@ -1,0 +1,71 @@
+"""What one run of the agent benchmark does: the plans (full and ``--quick``), the agent variants and their
+settings, and the pass criteria of a trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+PREFIX = "edge-ids-bench"
+MODEL = "uni-hybrid"
+FEATURES = 62
+SHAPES = {"quick": 1, "paper": 62}
+SEED = 0
+DRAIN_LIMIT = 0.5  # s: the last verdict of a passing trial arrives at most this long after the last publish
+PACE = 0.97  # a trial whose publisher achieved less than this share of the target rate is publisher-limited
+MAX_RECORDS = 256  # the agent's default batch.max_records
+STEADY = "int8-steady"  # max_wait 5 ms, never overloaded: its RSS is the steady-state memory
+WAIT_MS = {"int8": 20.0, "int8-5ms": 5.0, "int8-2ms": 2.0, "int8-alerts": 20.0, "keras": 20.0, STEADY: 5.0}
+NO_ALERT_THRESHOLD = 0.9  # random-init scores are ≈0.5: benign-looking traffic, no alerts, verdicts only
+ALERT_ALL_THRESHOLD = 0.01  # every flow alerts: an attack storm with rate limiting off
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Durations, repetitions and which searches run."""
+
+    trial_seconds: dict[int, float]  # per T
+    max_trials: int  # per search
+    resolution: float  # a search stops when (lowest failing rate) / (highest passing rate) <= this
+    latency_seconds: dict[int, float]
+    latency_reps: int
+    raw_seconds: float
+    flow_rows: int  # SYNTHETIC flows generated (published cyclically)
+    probe_flows: dict[int, int]  # per burst (probe and saturation runs)
+    saturation_runs: int  # bursts per search after its trials (the probe is one more)
+    searches: tuple[tuple[str, int], ...]  # (agent variant, flows per message)
+    latency_variants: tuple[str, ...]  # agents timed at 50 % of their own 1-flow/message max (each is searched)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(["int8", *self.latency_variants, *(v for v, _ in self.searches), STEADY]))
+
+
+FULL = Plan(
+    trial_seconds={1: 8.0, 62: 10.0},
+    max_trials=5,
+    resolution=1.07,
+    latency_seconds={1: 8.0, 62: 10.0},
+    latency_reps=3,
+    raw_seconds=2.0,
+    flow_rows=20_000,
+    probe_flows={1: 16384, 62: 4096},
+    saturation_runs=2,
+    searches=(("int8", 1), ("int8-5ms", 1), ("int8-2ms", 1), ("int8", 32), ("int8-alerts", 32), ("keras", 32)),
+    latency_variants=("int8", "int8-5ms", "int8-2ms"),
+)
+QUICK = Plan(
+    trial_seconds={1: 3.0, 62: 4.0},
+    max_trials=2,
+    resolution=1.2,
+    latency_seconds={1: 3.0, 62: 4.0},
+    latency_reps=1,
+    raw_seconds=0.5,
+    flow_rows=4_000,
+    probe_flows={1: 4096, 62: 1024},
+    saturation_runs=1,
+    searches=(("int8", 1), ("int8-2ms", 1), ("int8", 32), ("keras", 32)),
+    latency_variants=("int8", "int8-2ms"),
+)
