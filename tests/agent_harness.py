@@ -336,7 +336,10 @@ class Collector:
     def start(self) -> Collector:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", self.port, keepalive=5, clean_start=True, properties=props)
+        # clean only the first time: a reconnect (after a broker restart) resumes the session and gets what the
+        # broker queued meanwhile; a clean reconnect would drop it and miss what arrives before its SUBSCRIBE
+        self.client.connect("127.0.0.1", self.port, keepalive=5, clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                            properties=props)  # fmt: skip
         self.client.loop_start()
         wait_until(self._subscribed.is_set, 10, "the collector's subscription")
         return self
@@ -407,19 +410,31 @@ class Collector:
 
         return wait_until(found, timeout, what, lambda: f"last stats: {self.last_stats()}\n{context()}")
 
-    def wait_seqs(self, seqs: Sequence[int], timeout: float, context=lambda: "", sensor: str | None = None) -> None:
-        """Wait until every seq of ``seqs`` has a verdict or a dead letter."""
+    def wait_seqs(
+        self, seqs: Sequence[int], timeout: float, context=lambda: "", sensor: str | None = None, gaps: bool = False
+    ) -> None:
+        """Wait until every seq of ``seqs`` has a verdict or a dead letter (or, with ``gaps``, a gap event)."""
         wanted = set(seqs)
 
         def missing() -> set[int]:
-            return wanted - set(self.verdict_counts(sensor)) - self.deadletter_seqs(sensor)
+            lost = self.gap_seqs(sensor) if gaps else set()
+            return wanted - set(self.verdict_counts(sensor)) - self.deadletter_seqs(sensor) - lost
 
         wait_until(
             lambda: not missing(),
             timeout,
-            f"a verdict or dead letter for each of {len(wanted)} flows",
+            f"a verdict or dead letter{' or gap event' if gaps else ''} for each of {len(wanted)} flows",
             lambda: f"{len(missing())} missing, e.g. {sorted(missing())[:20]}\n{context()}",
         )
+
+    def gap_seqs(self, sensor: str | None = None) -> set[int]:
+        """The seqs named by ``gap`` events (flows the agent reports as never arrived)."""
+        return {
+            s
+            for g in self.docs("alerts")
+            if g.get("event_type") == "gap" and (sensor is None or g["sensor"] == sensor)
+            for s in range(g["first_seq"], g["last_seq"] + 1)
+        }
 
     def deadletter_seqs(self, sensor: str | None = None) -> set[int]:
         return {
