@@ -48,11 +48,15 @@ class MqttSettings:
     host: str = "127.0.0.1"
     port: int = setting(1883, min=1, max=65535)
     protocol: str = setting("5", choices=("5", "3.1.1"), help="MQTT protocol version")
-    client_id: str = setting("", help="fixed client id for the persistent session ('' = edge-ids-<gateway_id>)")
+    client_id: str = setting(
+        "",
+        help="fixed client id for the persistent session ('' = edge-ids-<gateway_id>; the flow meter: "
+        "edge-ids-flowmeter-<gateway_id>-<sensor>)",
+    )
     clean_start: bool = setting(False, help="False keeps the broker session: flows queued while down arrive later")
     session_expiry: int = setting(86400, min=0, help="seconds the broker keeps our session (MQTT 5)")
     keepalive: int = setting(30, min=5, max=65535)
-    qos: int = setting(1, choices=(0, 1, 2), help="QoS for subscriptions and alerts")
+    qos: int = setting(1, choices=(0, 1, 2), help="QoS for subscriptions and alerts (flow meter: records, 1 or 2)")
     topic_prefix: str = setting("edge-ids", help="topics are <prefix>/<gateway_id>/{flows,alerts,...}")
     shared_group: str = setting("", help="subscribe via $share/<group>/... so several agents split one stream")
     username: str = ""
