@@ -104,7 +104,8 @@ def check_exactly_once(collector, stream, quick_run, context) -> dict[str, int]:
         "alerts": len(alerts),
         "gap_flows": len(gaps),
         "gap_flows_without_verdict": len(gaps - set(answers)),
-        "redeliveries_skipped": per_process_total(collector, "redeliveries_skipped"),
+        "redeliveries_skipped": per_process_total(collector, "redeliveries_skipped"),  # by sensor/seq
+        "redelivered_messages_skipped": per_process_total(collector, "redelivered_messages_skipped"),  # by packet id
         "verdict_messages_received_twice": transport_duplicates(collector, "verdicts"),
     }
 
