@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         help="flows never trained on (e.g. captures from elsewhere), scored by both models and reported apart",
     )
     p.add_argument(
+        "--max-attack-rows",
+        type=int,
+        default=2000,
+        help="learning rows kept per lab attack type, evenly over time (default %(default)s; held-out rows all kept)",
+    )
+    p.add_argument(
         "--curve",
         default="0.1,0.25,0.5",
         help="learning-curve fractions of the benign learning rows, comma-separated; '' = none (default %(default)s)",
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 site_share=args.site_share,
                 baseline=args.baseline,
                 also_score=args.also_score,
+                max_attack_rows=args.max_attack_rows,
                 curve=curve,
                 model_version=args.model_version,
                 verbose=2 if args.verbose else 0,

@@ -37,7 +37,14 @@ from ids_core.preprocess import PreprocessSpec
 from trainer.config import Profile
 from trainer.export import load_tflite, score_tflite
 from trainer.pipeline import TEST_FLOWS, prepare, run
-from trainer.site_data import learning_prefix, load_site_csv, load_site_files, span_seconds, split_in_time
+from trainer.site_data import (
+    learning_prefix,
+    load_site_csv,
+    load_site_files,
+    span_seconds,
+    split_in_time,
+    thin_attacks,
+)
 from trainer.train import predict, train_model
 from trainer.windows import SplitWindows, build_split
 
@@ -47,6 +54,7 @@ LAB_PREFIX = "lab:"
 OTHER_PREFIX = "other:"
 IOTID20_TEST = "IoTID20 test"
 DEFAULT_CURVE = (0.1, 0.25, 0.5)
+MAX_ATTACK_ROWS = 2000  # learning rows per lab attack type (evenly thinned in time; the weights set their influence)
 CURVE_PLOT = "site_learning_curve.png"
 
 
@@ -73,7 +81,9 @@ class SiteData:
         }
 
 
-def load_site(site_benign: list[Path], site_attacks: list[Path], holdout: float) -> SiteData:
+def load_site(
+    site_benign: list[Path], site_attacks: list[Path], holdout: float, max_attack_rows: int = MAX_ATTACK_ROWS
+) -> SiteData:
     """Load the site's benign CSVs and the lab's labelled CSVs and split each in time (see the module doc)."""
     if not site_benign and not site_attacks:
         raise ValueError("no site data: give --site-benign (and/or labelled --site-attacks) CSVs")
@@ -93,7 +103,7 @@ def load_site(site_benign: list[Path], site_attacks: list[Path], holdout: float)
     split = split_in_time(frame, holdout)
     if (split.held["category"] == LABEL_NORMAL).sum() == 0:
         raise ValueError(f"holdout={holdout} leaves no held-out benign site rows; give more site traffic")
-    return SiteData(split.learn, split.held, counts)
+    return SiteData(thin_attacks(split.learn, max_attack_rows), split.held, counts)
 
 
 def adapt(
@@ -107,6 +117,7 @@ def adapt(
     baseline: Path | None = None,
     also_score: list[Path] = (),  # type: ignore[assignment]
     curve: tuple[float, ...] = DEFAULT_CURVE,
+    max_attack_rows: int = MAX_ATTACK_ROWS,
     model_version: str | None = None,
     verbose: int = 0,
 ) -> dict[str, Any]:
@@ -117,7 +128,7 @@ def adapt(
     trained on (e.g. captures from elsewhere). Only the profile's main model is trained (``compare`` is ignored).
     """
     profile = replace(profile, compare=[])
-    site = load_site(site_benign, site_attacks, holdout)
+    site = load_site(site_benign, site_attacks, holdout, max_attack_rows)
     log.info("site data: %d learning rows, %d held-out rows", len(site.learn), len(site.held))
     if baseline is None:
         baseline = out_dir / "baseline"
@@ -130,7 +141,14 @@ def adapt(
         verbose=verbose,
         extra_train=site.learn,
         extra_share=site_share,
-        spec_extra={"site_adapted": {"holdout": holdout, "site_share": site_share, "files": site.files}},
+        spec_extra={
+            "site_adapted": {
+                "holdout": holdout,
+                "site_share": site_share,
+                "max_attack_rows": max_attack_rows,
+                "files": site.files,
+            }
+        },
     )
     held = heldout_sets(site, out_dir / TEST_FLOWS, list(also_score))
     models = {"IoTID20 model": Path(baseline), "site-adapted": out_dir}
@@ -143,6 +161,7 @@ def adapt(
     summary["site_adaptation"] = {
         "holdout": holdout,
         "site_share": site_share,
+        "max_attack_rows": max_attack_rows,
         "baseline": str(baseline),
         "baseline_model_version": PreprocessSpec.load(Path(baseline) / artifacts.SPEC).model_version,
         "baseline_same_iotid20_split": same_file(Path(baseline) / TEST_FLOWS, out_dir / TEST_FLOWS),
@@ -323,7 +342,8 @@ def site_report(s: dict[str, Any]) -> str:
         )
         + " Site and lab rows carry "
         f"{s['site_share']:.0%} of their class's training weight; the site's learning rows are part of the "
-        "feature-selection and Min-Max fit.",
+        f"feature-selection and Min-Max fit; lab attack types are thinned to {s['max_attack_rows']:,} learning rows "
+        "each, evenly over time (held-out rows are all kept).",
         "",
         "| held-out rows | n | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),

@@ -140,3 +140,18 @@ def span_seconds(frame: pd.DataFrame) -> float | None:
     benign = frame[frame["category"] == LABEL_NORMAL]
     spans = benign.groupby("source")["timestamp"].agg(lambda t: (t.max() - t.min()).total_seconds())
     return float(spans.sum())
+
+
+def thin_attacks(learn: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """At most ``max_rows`` learning rows per attack type and source, evenly spaced in time; benign rows all kept.
+
+    A flood gives tens of thousands of near-identical flows; the training weights, not the row counts,
+    set how much the lab's attacks count, so thinning only saves training time.
+    """
+    parts = []
+    for key, group in learn.groupby(_groups(learn), sort=False, dropna=False):
+        ordered = group.iloc[time_order(group)]
+        if key[1] != LABEL_NORMAL and len(ordered) > max_rows:
+            ordered = ordered.iloc[np.linspace(0, len(ordered) - 1, max_rows).round().astype(int)]
+        parts.append(ordered)
+    return pd.concat(parts, ignore_index=True)

@@ -24,7 +24,7 @@ import pytest
 from trainer.cli import main
 from trainer.data import DataError
 from trainer.pipeline import IOTID20_SOURCE, source_weights
-from trainer.site_data import learning_prefix, load_site_csv, load_site_files, split_in_time
+from trainer.site_data import learning_prefix, load_site_csv, load_site_files, split_in_time, thin_attacks
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("IOTID20_SHARED_DIR", REPO.parent / "shared"))
@@ -124,6 +124,23 @@ def test_every_attack_type_of_a_lab_file_is_on_both_sides(site_csvs: list[Path],
     split = split_in_time(load_site_csv(tmp_path / "lab.csv").frame, 0.3)
     for part in (split.learn, split.held):
         assert set(part["sub_category"]) == {"Scan Hostport", "Scan Port OS"}
+
+
+def test_attack_types_are_thinned_evenly_over_time_and_benign_rows_kept() -> None:
+    n = 1000
+    frame = pd.DataFrame(
+        {
+            "source": "lab:l.csv",
+            "category": ["Normal"] * n + ["DoS"] * n,
+            "sub_category": ["Normal"] * n + ["DoS-Synflooding"] * n,
+            "timestamp": pd.Timestamp("2026-12-05") + pd.to_timedelta(np.r_[np.arange(n), np.arange(n)], unit="s"),
+            "file_row": np.arange(2 * n),
+        }
+    )
+    thin = thin_attacks(frame, 10)
+    assert (thin["category"] == "Normal").sum() == n
+    dos = thin[thin["category"] == "DoS"]
+    assert len(dos) == 10 and dos["file_row"].iloc[0] == n and dos["file_row"].iloc[-1] == 2 * n - 1
 
 
 def test_site_rows_carry_their_share_of_each_class_weight() -> None:
