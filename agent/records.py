@@ -34,11 +34,11 @@ Decisions (documented contract):
   (no lone surrogates from ``\\ud800`` escapes).
 * A column we read that appears under both spellings (``Src IP`` and ``Src_IP``) is
   ``duplicate_field``, and so is any key given twice in one record (``{"seq": 1, "seq": 2}``: JSON
-  leaves the meaning open, I-JSON forbids it; ``json`` would silently keep the last). Duplicates are
-  found without slowing the common message: with no backslash in the text, ``'":'`` occurs exactly once
-  per key of every object, so when that count equals the keys of the parsed records there is none;
-  otherwise (escapes, nested objects, a space before a colon, a duplicate) the message is parsed again
-  with a pairs hook that marks records holding a key twice.
+  leaves the meaning open, I-JSON forbids it; ``json`` would silently keep the last). A message under
+  4 kB (about one record) is parsed with a pairs hook that marks records holding a key twice; a longer
+  one with the plain decoder, then its key ends are counted in the bytes (:func:`_may_repeat_keys`) and
+  only when they outnumber the parsed keys (a repeat, nested objects, escapes, a space before a colon)
+  is it parsed again with the hook.
 * A record gets the first failing reason, checked in this order: ``not_an_object``,
   ``too_many_keys``, ``duplicate_field``, ``missing_field``, ``bad_identifier``, ``non_numeric``.
 """
@@ -452,9 +452,12 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     try:
         # NaN / Infinity / -Infinity literals become floats here (json's default) and are scored by the
         # non-finite rule; the default decoder is reused (a parse_constant argument builds one per call).
-        doc = json.loads(text)
-        if _may_repeat_keys(payload, doc):
-            doc = _DUP_MARKING.decode(text)  # the rare message: parse again, marking records with a repeated key
+        if len(payload) < _HOOK_BELOW_BYTES:  # about one record: the pairs hook costs less than counting
+            doc = _DUP_MARKING.decode(text)
+        else:
+            doc = json.loads(text)
+            if _may_repeat_keys(payload, doc):
+                doc = _DUP_MARKING.decode(text)  # the rare message: parse again, marking records with a repeated key
     except RecursionError:
         return whole(Reason.INVALID_JSON, f"expected JSON, got nesting deeper than {sys.getrecursionlimit()}")
     except ValueError as e:  # JSONDecodeError, or an integer beyond Python's digit limit
@@ -490,15 +493,18 @@ def _mark_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DUP_MARKING = json.JSONDecoder(object_pairs_hook=_mark_repeats)
+_HOOK_BELOW_BYTES = 4096
 
 
 def _may_repeat_keys(payload: bytes, doc: Any) -> bool:
-    """False when no object of ``doc`` can have held a key twice (cheap); True means: check with the pairs hook.
+    """False when no record of ``doc`` can have held a key twice (cheap); True means: check with the pairs hook.
 
-    Without backslashes every ``"`` in the UTF-8 text delimits a string, so ``":`` ends exactly the keys
-    written without a space before their colon: at most one per key/value pair. If that count equals the
-    keys of the parsed records (flat objects), no pair was lost to a repeated key. numpy counts the byte
-    pairs ~5x faster than ``str.count`` (0.3 vs 1.6 µs per 1.9 kB record, ``bench/records_parse.py``).
+    Without backslashes every ``"`` of the UTF-8 text delimits a string. If none is directly followed by
+    whitespace, every key's closing quote is directly followed by ``:``, so the ``":`` byte pairs number
+    at least the key/value pairs of the text (strings opening with ``:`` add to them). When they equal the
+    keys of the parsed records, no pair was lost to a repeated key; otherwise (a repeat, nested objects, a
+    string opening with ``:``) the hook decides. numpy does this in ~0.5 µs per 1.9 kB record at 32 records
+    per message (``bench/results/records_parse.md``).
     """
     if type(doc) is dict:
         n_keys = len(doc)
@@ -509,7 +515,10 @@ def _may_repeat_keys(payload: bytes, doc: Any) -> bool:
     if b"\\" in payload:
         return True
     b = np.frombuffer(payload, dtype=np.uint8)
-    return int(np.count_nonzero((b[1:] == 58) & (b[:-1] == 34))) != n_keys  # '":'
+    quote, after = b[:-1] == 34, b[1:]
+    if (quote & (after <= 32)).any():  # whitespace right after a quote: a key may be followed by " :"
+        return True
+    return int(np.count_nonzero(quote & (after == 58))) != n_keys
 
 
 def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple[list[FlowRecord], list[Rejected]]:

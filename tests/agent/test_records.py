@@ -312,6 +312,7 @@ def _obj(pairs: list[tuple[str, Any]], sep: str = ": ") -> str:
 
 
 BASE_PAIRS = list(BASE.items())
+PAD_RECORD = {"pad": "x" * 4100}  # makes a message long enough for the byte count instead of the pairs hook
 
 
 @pytest.mark.parametrize(
@@ -328,11 +329,13 @@ BASE_PAIRS = list(BASE.items())
 )
 def test_a_key_given_twice_is_duplicate_field(pairs: list[tuple[str, Any]], sep: str, named: str) -> None:
     good = _obj(BASE_PAIRS, sep)
-    accepted, rejected = parse_flows(f"[{good}, {_obj(pairs, sep)}, {good}]".encode(), FEATURES)
-    assert [a.index for a in accepted] == [0, 2]
-    (bad,) = rejected
-    assert bad.reason == "duplicate_field" and bad.index == 1 and repr(named) in bad.detail, bad.detail
-    assert bad.ident["sensor"] == "cicflowmeter-1"
+    for pad in ("", ", " + _obj(list(PAD_RECORD.items()))):  # a short message (pairs hook) and a long one (count)
+        accepted, rejected = parse_flows(f"[{good}, {_obj(pairs, sep)}, {good}{pad}]".encode(), FEATURES)
+        assert [a.index for a in accepted] == [0, 2]
+        bad = rejected[0]
+        assert bad.reason == "duplicate_field" and bad.index == 1 and repr(named) in bad.detail, bad.detail
+        assert bad.ident["sensor"] == "cicflowmeter-1"
+        assert [r.reason for r in rejected[1:]] == (["missing_field"] if pad else [])
     # a single object too
     bad = only_rejection(_obj(pairs, sep).encode())
     assert bad.reason == "duplicate_field" and bad.index == 0
@@ -349,30 +352,41 @@ def test_repeats_inside_nested_values_and_unusual_layouts_are_not_record_repeats
     """Messages the quick count cannot vouch for (nested objects, spaces before colons) still parse right."""
     nested = _obj([*BASE_PAIRS, ("extra", {"a": 1})])[:-2] + ', "a": 2}}'  # {"a": 1, "a": 2} nested
     spaced = _obj(BASE_PAIRS, " :  ")
+    pad = _obj(list(PAD_RECORD.items()))
     for text in (nested, spaced, f"[{spaced}, {_obj(BASE_PAIRS)}]", f"[{_obj(BASE_PAIRS)}, 3]"):
-        accepted, rejected = parse_flows(text.encode(), FEATURES)
-        assert all(r.reason != "duplicate_field" for r in rejected), rejected
-        assert accepted and all(a.values.tolist() == [75.0, 32160000.0, 1.0] for a in accepted)
+        text = text if text.startswith("[") else f"[{text}]"
+        for payload in (text, f"{text[:-1]}, {pad}]"):
+            accepted, rejected = parse_flows(payload.encode(), FEATURES)
+            assert all(r.reason != "duplicate_field" for r in rejected), rejected
+            assert accepted and all(a.values.tolist() == [75.0, 32160000.0, 1.0] for a in accepted)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     st.lists(
         st.lists(
-            st.tuples(st.sampled_from([*FEATURES, "seq", "Src_IP", "x", 'q"', "\\", ":"]), st.integers(0, 9)),
+            st.tuples(
+                st.sampled_from([*FEATURES, "seq", "Src_IP", "x", 'q"', "\\", ":", ":a", " ", "é"]),
+                st.integers(0, 9) | st.sampled_from([":", '":', ": ", "a b", "", "é:"]),
+            ),
             max_size=8,
         ),
         min_size=1,
         max_size=5,
     ),
     st.sampled_from([":", ": ", " :", "\n:\t"]),
+    st.booleans(),
 )
-def test_duplicate_field_exactly_when_a_record_repeats_a_key(records: list[list[tuple[str, int]]], sep: str) -> None:
-    text = "[" + ", ".join(_obj(r, sep) for r in records) + "]"
+def test_duplicate_field_exactly_when_a_record_repeats_a_key(
+    records: list[list[tuple[str, Any]]], sep: str, long: bool
+) -> None:
+    pairs = [*records, list(PAD_RECORD.items())] if long else records
+    text = "[" + ", ".join(_obj(r, sep) for r in pairs) + "]"
+    assert (len(text.encode()) > 4096) == long
     accepted, rejected = parse_flows(text.encode(), FEATURES)
     dup = {r.index for r in rejected if r.reason == "duplicate_field"}
     assert dup == {i for i, r in enumerate(records) if len({k for k, _ in r}) < len(r)}
-    assert sorted([a.index for a in accepted] + [r.index for r in rejected]) == list(range(len(records)))
+    assert sorted([a.index for a in accepted] + [r.index for r in rejected]) == list(range(len(pairs)))
 
 
 def test_single_object_record_rejection_has_index_0() -> None:
