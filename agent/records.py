@@ -14,15 +14,18 @@ Decisions (documented contract):
   ``non_numeric``.
 * Non-finite numbers are **accepted and scored** (issue 8: CICFlowMeter writes ``Infinity`` rates for a
   zero-duration flow and ``NaN`` for 0/0; rejecting them let an attacker who keeps flows to one instant
-  go unscored). They arrive as the ``NaN``/``Infinity``/``-Infinity`` literals (a JSON extension that
-  Python's ``json``, Java's and the flow meter write) or as numbers overflowing float64 (``1e400``, huge
-  integers → ±inf). ``FlowRecord.values`` keeps them as they are; the scorer's transform applies the
-  one non-finite rule of ``ids_core.preprocess`` (+inf → training maximum, -inf → minimum, NaN → 0), as
-  the trainer did. ``FlowRecord.nonfinite`` counts them per record, for the stats.
+  go unscored). They arrive as the ``NaN``/``Infinity``/``-Infinity`` literals (a JSON extension: the
+  spelling of CICFlowMeter's CSV, written by Python's ``json`` and so by ``flowmeter``'s replay) or as
+  numbers overflowing float64 (``1e400``, huge integers → ±inf). ``FlowRecord.values`` keeps them as
+  they are; the scorer's transform applies the one non-finite rule of ``ids_core.preprocess`` (+inf →
+  training maximum, -inf → minimum, NaN → 0), as the trainer did. ``FlowRecord.nonfinite`` counts them
+  per record, for the stats.
 * Strings spelling them (``"inf"``, ``"Infinity"``, ``"NaN"``) stay **rejected** as ``non_numeric``, with a
   hint to send the literal: they are strings like ``"12.5"``, the schema says number, and a publisher that
-  quotes numbers has a bug that should be loud; the publishers we ship (``flowmeter``'s replay, the flow
-  meter) write the literal. ``non_finite`` is therefore no longer a reason code.
+  quotes numbers has a bug that should be loud. It is: zero-duration flows are common (all packets in
+  one microsecond, e.g. a flow of one packet), so such a publisher (e.g. Java's Jackson with its default
+  ``WRITE_NAN_AS_STRINGS``) shows up in the dead letters at once. An attacker cannot choose the
+  encoding; the publisher does. ``non_finite`` is therefore no longer a reason code.
 * Categorical features (the spec's label-encoded columns) may be a string or an integer; the raw
   value goes to ``FlowRecord.categories`` as a string and ``values`` holds NaN at that position.
   Anything else is ``bad_identifier`` (they are identifier columns).
@@ -638,9 +641,10 @@ def flow_record_schema(limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
         "type": "number",
         "description": (
             "a JSON number. Zero-duration flows carry non-finite rates: the agent also accepts the literals NaN, "
-            "Infinity and -Infinity (a JSON extension, as CICFlowMeter and Python write them) and numbers beyond "
-            "float64 (as +/-Infinity), and scores them by the trainer's rule (+Infinity -> the feature's training "
-            'maximum, -Infinity -> its minimum, NaN -> 0). Strings such as "inf" are rejected (non_numeric).'
+            "Infinity and -Infinity (a JSON extension: CICFlowMeter's CSV spelling, written by Python's json) and "
+            "numbers beyond float64 (as +/-Infinity), and scores them by the trainer's rule (+Infinity -> the "
+            'feature\'s training maximum, -Infinity -> its minimum, NaN -> 0). Strings such as "inf" are rejected '
+            "(non_numeric)."
         ),
     }
     props: dict[str, Any] = {c: {"$ref": "#/$defs/featureNumber"} for c in NUMERIC_COLUMNS}
