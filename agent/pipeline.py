@@ -276,7 +276,10 @@ class Pipeline:
             out.append((self.topics["verdicts"], documents.dumps(doc), 1, False))
         done = time.monotonic()
         self.stats.flow_latency.extend([done - a for a in batch.arrival])
-        self.stats.add(flows_scored=len(records), alerts_out=alerts, alerts_suppressed=suppressed)
+        nonfinite = sum(r.nonfinite for r in records)  # zero-duration flows' Infinity/NaN values, scored by the rule
+        self.stats.add(
+            flows_scored=len(records), alerts_out=alerts, alerts_suppressed=suppressed, nonfinite_values=nonfinite
+        )
         return out
 
     def _deadletter(self, topic: str, rejected: dict[str, Any], now: datetime, **extra: Any) -> Message:
