@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[agent,train,bundle,dev,demo]'
+	$(BIN)/pip install -q -e '.[agent,flowmeter,lab,train,bundle,dev,demo]'
 	touch $@
 
 setup: $(BIN)/.installed
