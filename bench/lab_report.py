@@ -298,6 +298,10 @@ def learning_curve(site_run: Path) -> dict[str, Any]:
         return {}
     sa = json.loads(path.read_text()).get("site_adaptation", {})
     return {
+        "run": str(site_run),
+        "model_version": json.loads((site_run / "spec.json").read_text())["model"]["version"]
+        if (site_run / "spec.json").exists()
+        else None,
         "points": sa.get("learning_curve", []),
         "site": {
             k: sa.get("site", {}).get(k)
@@ -425,8 +429,9 @@ def render(report: dict[str, Any]) -> str:
             "",
             "## Learning period: false alarms vs minutes of benign learning traffic",
             "",
-            "From `iotids-train adapt`'s own learning curve on the learning run: the same training on the first "
-            "share (in time) of the site's benign learning rows; false-positive rate on the held-out, later "
+            f"From `iotids-train adapt`'s own learning curve (`{lc['run']}`) on the learning run: the same "
+            "training on the first share (in time) of the site's benign learning rows; false-positive rate on "
+            "the held-out, later "
             f"{lc['site'].get('held_benign_seconds') or 0:.0f} s of the site's benign traffic (Keras float model; "
             "0 = the IoTID20 model, last row = the shipped adapted run).",
             "",
@@ -491,7 +496,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         "live": live,
         "acceptance": acc,
         "shared_pcaps": shared_pcaps(Path(args.pcaps), agents) if Path(args.pcaps).is_dir() else [],
-        "learning_curve": learning_curve(Path(args.site_run)),
+        "learning_curve": learning_curve(Path(args.curve_run or args.site_run)),
     }
     report["notes"] = notes(report) + list(args.note or [])
     results = Path(args.results)
@@ -529,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--pcaps", default=str(SHARED_PCAPS))
         q.add_argument("--learning-run", default="", help="the learning run's description, for the report")
         q.add_argument("--commit", default="")
+        q.add_argument("--curve-run", default="", help="adapt run whose learning curve to show (default: --site-run)")
         q.add_argument("--note", action="append", help="a line for the report's notes")
         if name == "run":
             q.add_argument("--scenario", default="standard", help="shipped name or YAML path (ci = smoke mode)")
