@@ -72,8 +72,8 @@ def test_subcommand_help(sub: str, capsys: pytest.CaptureFixture[str]) -> None:
         ("train.epochs=many", r"train\.epochs: expected int, got str 'many'"),
         ("window.order=sideways", r"window\.order: 'sideways' is not allowed; allowed: auto, timestamp, shuffle, file"),
         ("compare=[cnn]", r"compare: 'cnn' is not allowed; allowed: uni-hybrid, bi-hybrid, ullah-cnn"),
-        ("nokey", r"override 'nokey': expected key\.path=value"),
-        ("train.epochs=[1", r"override 'train\.epochs=\[1': value is not valid YAML"),
+        ("nokey", r"override: expected key\.path=value"),  # the item is not echoed: it may be a misplaced secret
+        ("train.epochs=[1", r"override train\.epochs: value is not valid YAML"),
     ],
 )
 def test_bad_set_exits_2_naming_the_key(override: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
