@@ -486,12 +486,13 @@ def notes(report: dict[str, Any]) -> list[str]:
 
 
 def _without_notes(argv: list[str]) -> list[str]:
+    """``argv`` without the free-text options (their text is in the report already)."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
             continue
-        if a == "--note":
+        if a in ("--note", "--learning-run", "--commit"):
             skip = True
             continue
         out.append(a)
