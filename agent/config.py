@@ -1,31 +1,28 @@
 """The agent's configuration: one YAML file, then environment variables, then command-line overrides.
 
 Environment: ``EDGE_IDS__MQTT__HOST=broker.lan`` sets ``mqtt.host`` (sections joined by ``__``).
-Secrets may come from files, and from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``):
-``mqtt-password`` and ``mqtt-client-key``.
+The ``mqtt:`` section (:class:`ids_core.mqtt.MqttSettings`, shared with the flow meter): secrets may come from
+files, and from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``): ``mqtt-password`` and ``mqtt-client-key``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from firmware_bundle.fsutil import make_private_dir
-from ids_core.typedconfig import ConfigError, apply_overrides, build, setting, yaml_problem
+from ids_core import typedconfig
+from ids_core.mqtt import TOPIC_PART, MqttSettings, TlsSettings, credential
+from ids_core.typedconfig import ConfigError, load_layered, setting
 
 # config/agent.yaml, shipped inside the package (defaults/agent.yaml) so a wheel finds it as a checkout does
 DEFAULT_CONFIG = Path(str(resources.files("agent") / "defaults" / "agent.yaml"))
 ENV_PREFIX = "EDGE_IDS__"
 MAX_PAYLOAD_BYTES = 255 << 20  # MQTT's packet limit (268,435,455 bytes) less room for the topic and properties
-_TOPIC_PART = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
-__all__ = ["AgentConfig", "ConfigError", "load_config"]
+__all__ = ["AgentConfig", "ConfigError", "MqttSettings", "TlsSettings", "credential", "load_config"]
 
 
 @dataclass
@@ -36,60 +33,6 @@ class ModelSettings:
     max_batch: int = setting(
         256, min=1, max=4096, help="windows per interpreter call (bigger batches are split); at T=62, 64 saves ~16 MB"
     )
-
-
-@dataclass
-class TlsSettings:
-    enabled: bool = False
-    ca_file: str = setting("", help="CA bundle that signed the broker's certificate ('' = system CAs)")
-    cert_file: str = setting("", help="client certificate for mutual TLS")
-    key_file: str = setting("", help="client key for mutual TLS ('' = $CREDENTIALS_DIRECTORY/mqtt-client-key)")
-    insecure: bool = setting(False, help="skip hostname verification (testing only)")
-
-
-@dataclass
-class MqttSettings:
-    host: str = "127.0.0.1"
-    port: int = setting(1883, min=1, max=65535)
-    protocol: str = setting("5", choices=("5", "3.1.1"), help="MQTT protocol version")
-    client_id: str = setting("", help="fixed client id for the persistent session ('' = edge-ids-<gateway_id>)")
-    clean_start: bool = setting(False, help="False keeps the broker session: flows queued while down arrive later")
-    session_expiry: int = setting(86400, min=0, help="seconds the broker keeps our session (MQTT 5)")
-    keepalive: int = setting(30, min=5, max=65535)
-    qos: int = setting(1, choices=(0, 1, 2), help="QoS for subscriptions and alerts")
-    topic_prefix: str = setting("edge-ids", help="topics are <prefix>/<gateway_id>/{flows,alerts,...}")
-    shared_group: str = setting("", help="subscribe via $share/<group>/... so several agents split one stream")
-    username: str = ""
-    password: str = setting("", secret=True, help="prefer password_file or the mqtt-password credential")
-    password_file: str = ""
-    tls: TlsSettings = setting(factory=TlsSettings)
-    reconnect_min_delay: float = setting(1.0, min=0.1)
-    reconnect_max_delay: float = setting(60.0, min=1.0)
-    max_inflight: int = setting(100, min=1, max=65535, help="QoS 1 messages in flight before paho queues")
-
-    def validate(self) -> None:
-        if not _TOPIC_PART.match(self.topic_prefix):
-            raise ConfigError(f"mqtt.topic_prefix: {self.topic_prefix!r} must be topic levels of [A-Za-z0-9_.-]")
-        if self.shared_group and ("/" in self.shared_group or not _TOPIC_PART.match(self.shared_group)):
-            raise ConfigError(f"mqtt.shared_group: {self.shared_group!r} must be one topic level of [A-Za-z0-9_.-]")
-        if self.shared_group and self.protocol != "5":
-            raise ConfigError("mqtt.shared_group needs mqtt.protocol 5 (shared subscriptions are MQTT 5)")
-        if self.password and self.password_file:
-            raise ConfigError("mqtt.password and mqtt.password_file are exclusive; set one")
-        if (self.password or self.password_file) and not self.username:
-            raise ConfigError("mqtt.password must be provided with mqtt.username")
-        if bool(self.tls.cert_file) != bool(self.tls.key_file or credential("mqtt-client-key")):
-            raise ConfigError("mqtt.tls.cert_file and mqtt.tls.key_file must be given together (mutual TLS)")
-        if self.reconnect_max_delay < self.reconnect_min_delay:
-            raise ConfigError("mqtt.reconnect_max_delay must be >= mqtt.reconnect_min_delay")
-
-    def resolved_password(self) -> str | None:
-        if self.password:
-            return self.password
-        if self.password_file:
-            return _read_secret(Path(self.password_file), "mqtt.password_file")
-        cred = credential("mqtt-password")
-        return _read_secret(cred, "credential mqtt-password") if cred and self.username else None
 
 
 @dataclass
@@ -167,7 +110,7 @@ class AgentConfig:
     log_json: bool = setting(False, help="one JSON object per log line")
 
     def validate(self) -> None:
-        if not _TOPIC_PART.match(self.gateway_id) or "/" in self.gateway_id:
+        if not TOPIC_PART.match(self.gateway_id) or "/" in self.gateway_id:
             raise ConfigError(f"gateway_id: {self.gateway_id!r} must be one topic level of [A-Za-z0-9_.-]")
 
     @property
@@ -203,44 +146,13 @@ class AgentConfig:
         return self.bundle.topic or f"{self.mqtt.topic_prefix}/fleet/bundle"
 
 
-def _read_secret(path: Path, what: str) -> str:
-    try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{what}: {path}: cannot read: {reason}") from None
-
-
-def credential(name: str) -> Path | None:
-    """``$CREDENTIALS_DIRECTORY/<name>`` when systemd provided it."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    path = Path(directory) / name if directory else None
-    return path if path and path.exists() else None
-
-
 def env_overrides(environ: dict[str, str] | None = None) -> list[str]:
     """``EDGE_IDS__SECTION__KEY=value`` environment variables as ``section.key=value`` overrides."""
-    env = os.environ if environ is None else environ
-    return [
-        f"{k[len(ENV_PREFIX) :].lower().replace('__', '.')}={v}"
-        for k, v in sorted(env.items())
-        if k.startswith(ENV_PREFIX)
-    ]
+    return typedconfig.env_overrides(ENV_PREFIX, environ)
 
 
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, environ: dict[str, str] | None = None
 ) -> AgentConfig:
     """YAML file (default ``config/agent.yaml``), then environment, then ``overrides`` (``a.b=value``)."""
-    path = Path(path) if path else DEFAULT_CONFIG
-    try:
-        data: Any = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
-    except yaml.YAMLError as e:  # without the offending line: it may hold a secret
-        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    apply_overrides(data, env_overrides(environ), where="environment")
-    apply_overrides(data, overrides or [], where="--set")
-    return build(AgentConfig, data)
+    return load_layered(AgentConfig, path or DEFAULT_CONFIG, overrides, env_prefix=ENV_PREFIX, environ=environ)

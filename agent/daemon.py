@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, documents, systemd
+from agent import __version__, documents
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.model_life import MODEL_ERRORS, ModelLife
 from agent.mqtt import Inbound, MqttLink
@@ -29,6 +29,7 @@ from agent.pipeline import Pipeline
 from agent.scorer import Scorer
 from agent.stats import Stats
 from firmware_bundle.errors import KeyFileError  # no cryptography needed to catch it
+from ids_core import systemd
 from ids_core.forwarder import Forwarder
 from ids_core.outbox import Outbox
 from ids_core.typedconfig import describe

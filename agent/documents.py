@@ -3,7 +3,8 @@
 Topics (``<prefix>/<gateway>/…``): ``alerts`` carries ``alert``, ``alert_summary`` and ``gap`` events;
 ``verdicts`` one ``verdicts`` document per batch; ``deadletter`` ``deadletter`` documents (and one
 ``deadletter_summary`` per message past :data:`DEADLETTERS_PER_MESSAGE`); ``stats/<client_id>`` ``stats``;
-``bundle/status`` ``bundle_status``; ``status/…`` the plain payloads :data:`ONLINE` / :data:`OFFLINE`.
+``bundle/status`` ``bundle_status``; ``status/…`` the plain payloads ``online`` / ``offline``
+(:data:`ids_core.mqtt.ONLINE`, shared with the flow meter).
 Every JSON document starts with ``timestamp`` (RFC 3339, UTC, microseconds, ``Z``) and ``event_type``.
 """
 
@@ -16,8 +17,6 @@ from datetime import datetime
 from typing import Any
 
 from ids_core.timestamps import rfc3339
-
-ONLINE, OFFLINE = b"online", b"offline"  # the retained status payloads (birth / Last Will)
 
 SIGNATURE = "edge-ids anomalous flow"
 CATEGORY = "Anomalous network flow"

@@ -1,4 +1,6 @@
-"""A thin wrapper over paho-mqtt 2.x: session, TLS, auth, birth/Last Will, backoff, manual acknowledgement.
+"""A thin wrapper over paho-mqtt 2.x: session, birth/Last Will, subscriptions, manual acknowledgement. The client
+itself (auth, TLS, Last Will, backoff, TCP_NODELAY) comes from :func:`ids_core.mqtt.make_client`, as the flow
+meter's does.
 
 Flow messages are acknowledged (PUBACK) only after their verdicts and alerts are safely in the
 outbox, so a crash between receiving and scoring loses nothing: the broker redelivers to our
@@ -11,11 +13,7 @@ broker never sends a message much larger than the agent accepts — it drops it 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from agent.config import AgentConfig, ConfigError, TlsSettings, credential
-from agent.documents import OFFLINE, ONLINE
+from agent.config import AgentConfig
+from ids_core.mqtt import OFFLINE, ONLINE, connect_properties, make_client
 
 log = logging.getLogger(__name__)
 
@@ -97,37 +93,12 @@ class MqttLink:
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        m = self.cfg.mqtt
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.cfg.client_id,
-            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-            clean_session=None if self.v5 else m.clean_start,
-            manual_ack=True,
-        )
-        client.enable_logger(logging.getLogger("paho"))
-        if m.username:
-            client.username_pw_set(m.username, self.cfg.mqtt.resolved_password())
-        if m.tls.enabled:
-            check_tls_files(m.tls)
-            client.tls_set(
-                ca_certs=m.tls.ca_file or None,
-                certfile=m.tls.cert_file or None,
-                keyfile=m.tls.key_file or _path_or_none(credential("mqtt-client-key")),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-            client.tls_insecure_set(m.tls.insecure)
-        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(int(max(1, m.reconnect_min_delay)), int(m.reconnect_max_delay))
-        client.max_inflight_messages_set(m.max_inflight)
-        client.max_queued_messages_set(0)  # the outbox is our bounded queue; paho only holds what is in flight
+        client = make_client(self.cfg.mqtt, self.cfg.client_id, self.status_topic, manual_ack=True)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_connect_fail = self._handle_connect_fail
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
-        client.on_socket_open = _no_delay
         return client
 
     # ------------------------------------------------------------------ lifecycle
@@ -135,10 +106,8 @@ class MqttLink:
     def start(self) -> None:
         """Connect in the background; the agent serves (and stores alerts) while the broker is away."""
         m = self.cfg.mqtt
-        props = None
-        if self.v5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = m.session_expiry
+        props = connect_properties(m)
+        if props is not None:
             props.ReceiveMaximum = self._receive_maximum
             props.MaximumPacketSize = max_packet_size(self.cfg)
         kwargs: dict[str, Any] = {"clean_start": m.clean_start, "properties": props} if self.v5 else {}
@@ -240,40 +209,3 @@ class MqttLink:
     def _handle_publish(self, _c: mqtt.Client, _ud: Any, mid: int, _reason: Any, _props: Any) -> None:
         if self._on_published:
             self._on_published(mid)
-
-
-def check_tls_files(tls: TlsSettings) -> None:
-    """Read and load the CA, certificate and key the way the TLS handshake will, so that a missing, unreadable
-    or malformed file stops start-up with a ConfigError naming its setting and path."""
-    key_file = tls.key_file or _path_or_none(credential("mqtt-client-key"))
-    files = (("mqtt.tls.ca_file", tls.ca_file), ("mqtt.tls.cert_file", tls.cert_file), ("mqtt.tls.key_file", key_file))
-    for name, path in files:
-        if path and not os.path.isfile(path):
-            raise ConfigError(f"{name}: {path}: no such file")
-        if path and not os.access(path, os.R_OK):
-            raise ConfigError(f"{name}: {path}: not readable by this user")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if tls.ca_file:
-        try:
-            ctx.load_verify_locations(cafile=tls.ca_file)
-        except ssl.SSLError as e:
-            raise ConfigError(f"mqtt.tls.ca_file: {tls.ca_file}: not a PEM CA certificate ({e.reason or e})") from None
-    if tls.cert_file:
-        try:
-            ctx.load_cert_chain(tls.cert_file, key_file, password=b"")  # an encrypted key fails, never prompts
-        except ssl.SSLError as e:
-            raise ConfigError(
-                f"mqtt.tls.cert_file/key_file: {tls.cert_file}, {key_file}: not a matching PEM certificate and "
-                f"unencrypted private key ({e.reason or e})"
-            ) from None
-
-
-def _no_delay(_client: mqtt.Client, _ud: Any, sock: Any) -> None:
-    """Send PUBACKs and alerts at once: with Nagle's algorithm a small write waits for the broker's delayed ACK
-    of the previous one (up to 40 ms on Linux); paho leaves it on."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _path_or_none(path: Any) -> str | None:
-    return str(path) if path else None

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent import systemd
+from ids_core import systemd
 
 
 @pytest.fixture
