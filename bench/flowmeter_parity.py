@@ -203,7 +203,7 @@ def render(results: list[Comparison], command: str) -> str:
         "- Matching: Flow_ID + start Timestamp (+ order of occurrence). Numbers: integers exactly, floats to 1e-9",
         "  relative after parsing the reference's text; Flow_ID/IPs/Timestamp exactly. `text =` counts cells whose",
         "  text is byte-identical to the reference's.",
-        "- Deliberate differences (flowmeter/QUIRKS.md): the reference's junk flows from non-IPv4 frames are not made;",
+        "- Deliberate differences (README, flow meter): the reference's junk flows from non-IPv4 frames are not made;",
         "  our single-packet flows and IPv6 flows are extra.",
         "",
         "| timeouts (flow / activity µs) | pcap | reference flows | matched | junk (expected missing) | missing |"

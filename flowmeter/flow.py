@@ -3,7 +3,7 @@
 The state is constant in the number of packets: running sums, min/max and the incremental (Welford) mean and
 second moment of Apache commons-math ``SummaryStatistics``, updated with the same floating-point operations in the
 same order, so means and standard deviations agree with the reference to the last bit or nearly so. Quirks of the
-reference (see ``flowmeter/QUIRKS.md``) are marked ``quirk N`` with the number of the reference README.
+reference (README, "The flow meter") are marked ``quirk N`` with the number of the reference README.
 """
 
 from __future__ import annotations
