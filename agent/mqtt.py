@@ -1,6 +1,6 @@
-"""A thin wrapper over paho-mqtt 2.x: session, birth/Last Will, subscriptions, manual acknowledgement. The client
-itself (auth, TLS, Last Will, backoff, TCP_NODELAY) comes from :func:`ids_core.mqtt.make_client`, as the flow
-meter's does.
+"""The agent's broker connection: :class:`ids_core.mqtt.PublishLink` (the connection both daemons share: auth, TLS,
+birth/Last Will, backoff, TCP_NODELAY, publishing) plus the persistent session's subscriptions and manual
+acknowledgement.
 
 Flow messages are acknowledged (PUBACK) only after their verdicts and alerts are safely in the
 outbox, so a crash between receiving and scoring loses nothing: the broker redelivers to our
@@ -13,20 +13,16 @@ broker never sends a message much larger than the agent accepts — it drops it 
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
 
 from agent.config import AgentConfig
-from ids_core.mqtt import OFFLINE, ONLINE, connect_properties, make_client
-
-log = logging.getLogger(__name__)
-
+from ids_core.mqtt import PublishLink
 
 # a PUBLISH around its payload: fixed header (1 + up to 4 bytes of remaining length), topic length (2),
 # packet id (2), properties length (up to 4) and room for the publisher's properties (user properties, content type)
@@ -63,8 +59,9 @@ class Inbound:
     received: float  # time.monotonic()
 
 
-class MqttLink:
-    """The agent's one broker connection."""
+class MqttLink(PublishLink):
+    """The agent's one broker connection: :class:`ids_core.mqtt.PublishLink` (the connection, status, backoff,
+    publishing) plus the flows subscription, manual acknowledgement and re-delivery bookkeeping."""
 
     def __init__(
         self,
@@ -78,64 +75,31 @@ class MqttLink:
     ) -> None:
         self.cfg = cfg
         m = cfg.mqtt
-        self.v5 = m.protocol == "5"
         self.flows_topic = cfg.topic("flows")
         self.subscription = f"$share/{m.shared_group}/{self.flows_topic}" if m.shared_group else self.flows_topic
-        self.status_topic = cfg.instance_topic("status")
-        self.connected = threading.Event()
         self.generation = 0
         self.session_present = False
-        self.disconnects = 0
         self._owed: set[int] = set()  # packet ids scored but not acknowledged before a disconnect
         self._on_flows, self._on_bundle = on_flows, on_bundle
-        self._on_published, self._on_connected = on_published, on_connected
         self._receive_maximum = max(1, min(receive_maximum, 65535))
-        self.client = self._make_client()
+        super().__init__(m, cfg.client_id, cfg.instance_topic("status"), on_published=on_published,
+                         on_connected=on_connected, manual_ack=True)  # fmt: skip
+        self.client.on_message = self._handle_message
 
-    def _make_client(self) -> mqtt.Client:
-        client = make_client(self.cfg.mqtt, self.cfg.client_id, self.status_topic, manual_ack=True)
-        client.on_connect = self._handle_connect
-        client.on_disconnect = self._handle_disconnect
-        client.on_connect_fail = self._handle_connect_fail
-        client.on_message = self._handle_message
-        client.on_publish = self._handle_publish
-        return client
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Connect in the background; the agent serves (and stores alerts) while the broker is away."""
-        m = self.cfg.mqtt
-        props = connect_properties(m)
+    def _connect_properties(self) -> Properties | None:
+        props = super()._connect_properties()
         if props is not None:
             props.ReceiveMaximum = self._receive_maximum
             props.MaximumPacketSize = max_packet_size(self.cfg)
-        kwargs: dict[str, Any] = {"clean_start": m.clean_start, "properties": props} if self.v5 else {}
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive, **kwargs)
-        self.client.loop_start()
-        log.info("connecting to %s:%d as %s (MQTT %s, maximum packet size %s)", m.host, m.port, self.cfg.client_id,
-                 m.protocol, max_packet_size(self.cfg) if self.v5 else "set by the broker")  # fmt: skip
+        return props
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Publish ``offline`` (retained), then disconnect cleanly and stop the network thread."""
-        if self.connected.is_set():
-            info = self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
-            deadline = time.monotonic() + timeout
-            while not info.is_published() and time.monotonic() < deadline and self.connected.is_set():
-                time.sleep(0.01)
-        self.client.disconnect()
-        self.client.loop_stop()
+    def _start_note(self) -> str:
+        return f", maximum packet size {max_packet_size(self.cfg) if self.v5 else 'set by the broker'}"
+
+    def _connected_note(self) -> str:
+        return f", subscribed to {self.subscription}"
 
     # ------------------------------------------------------------------ operations
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
-        """Hand a message to paho; returns its mid, or None when not connected (nothing is queued)."""
-        if not self.connected.is_set():
-            return None
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return None
-        return info.mid
 
     def ack(self, msg: Inbound) -> None:
         """Acknowledge a scored QoS>0 message (PUBACK).
@@ -170,34 +134,14 @@ class MqttLink:
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
 
-    def _handle_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
-            return
+    def _on_session(self, client: mqtt.Client, session_present: bool) -> None:
         self.generation += 1
-        self.session_present = bool(getattr(flags, "session_present", False))
-        if not self.session_present:
+        self.session_present = session_present
+        if not session_present:
             self._owed.clear()  # a new session re-delivers nothing; these packet ids will be reused
-        qos = self.cfg.mqtt.qos
-        client.subscribe(self.subscription, qos=qos)
+        client.subscribe(self.subscription, qos=self.cfg.mqtt.qos)
         if self._on_bundle is not None and self.cfg.bundle.enabled:
             client.subscribe(self.cfg.bundle_topic, qos=1)
-        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
-        self.connected.set()
-        log.info("connected (session present: %s), subscribed to %s", self.session_present, self.subscription)
-        if self._on_connected:
-            self._on_connected(self.session_present)
-
-    def _handle_connect_fail(self, _c: mqtt.Client, _ud: Any) -> None:
-        log.warning("cannot connect to %s:%d (network or TLS failure); retrying with backoff",
-                    self.cfg.mqtt.host, self.cfg.mqtt.port)  # fmt: skip
-
-    def _handle_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        was = self.connected.is_set()
-        self.connected.clear()
-        if was:
-            self.disconnects += 1
-            log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
 
     def _handle_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         inbound = Inbound(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self.generation, time.monotonic())
@@ -205,7 +149,3 @@ class MqttLink:
             self._on_bundle(inbound)
         else:
             self._on_flows(inbound)
-
-    def _handle_publish(self, _c: mqtt.Client, _ud: Any, mid: int, _reason: Any, _props: Any) -> None:
-        if self._on_published:
-            self._on_published(mid)

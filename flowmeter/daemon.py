@@ -92,7 +92,7 @@ class FlowmeterDaemon:
                 cfg.client_id,
                 cfg.own_topic("status"),
                 on_published=lambda mid: self.forwarder.on_published(mid),
-                on_connected=lambda: self.forwarder.wake(),
+                on_connected=lambda _session_present: self.forwarder.wake(),
             )
             self.forwarder = Forwarder(self.outbox, self.link, self.stop_event, in_flight=cfg.mqtt.max_inflight)
             self.batcher = RecordBatcher(

@@ -188,8 +188,10 @@ def _path_or_none(path: Any) -> str | None:
 
 
 class PublishLink:
-    """A publish-only broker connection with a retained ``online``/``offline`` status (birth, Last Will, clean
-    stop). What :class:`ids_core.forwarder.Forwarder` needs: ``connected`` and :meth:`publish`."""
+    """A broker connection with a retained ``online``/``offline`` status (birth, Last Will, clean stop), capped
+    exponential reconnects and a count of lost connections; what :class:`ids_core.forwarder.Forwarder` needs
+    (``connected``, :meth:`publish`). The flow meter uses it as it is; the agent's ``MqttLink`` adds its
+    subscriptions and acknowledgements through the hooks (``_connect_properties``, ``_on_session``, the notes)."""
 
     def __init__(
         self,
@@ -198,28 +200,49 @@ class PublishLink:
         status_topic: str,
         *,
         on_published: Callable[[int], None] | None = None,
-        on_connected: Callable[[], None] | None = None,
+        on_connected: Callable[[bool], None] | None = None,
+        manual_ack: bool = False,
     ) -> None:
         self.settings, self.client_id, self.status_topic = m, client_id, status_topic
+        self.v5 = m.protocol == "5"
         self.connected = threading.Event()
         self.disconnects = 0
         self._stopping = False
         self._on_published, self._on_connected = on_published, on_connected
-        self.client = make_client(m, client_id, status_topic)
+        self.client = make_client(m, client_id, status_topic, manual_ack=manual_ack)
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_connect_fail = self._handle_connect_fail
         self.client.on_publish = self._handle_publish
 
+    # ------------------------------------------------------------------ hooks
+
+    def _connect_properties(self) -> Properties | None:
+        """The CONNECT properties (MQTT 5)."""
+        return connect_properties(self.settings)
+
+    def _on_session(self, client: mqtt.Client, session_present: bool) -> None:
+        """Connected, before ``online`` is published (network thread): subscribe here."""
+
+    def _start_note(self) -> str:
+        return ""
+
+    def _connected_note(self) -> str:
+        return ""
+
+    # ------------------------------------------------------------------ lifecycle
+
     def start(self) -> None:
-        """Connect in the background (the caller keeps working, and storing, while the broker is away)."""
+        """Connect in the background (the daemon keeps working, and storing, while the broker is away)."""
         m = self.settings
         kwargs: dict[str, Any] = (
-            {"clean_start": m.clean_start, "properties": connect_properties(m)} if m.protocol == "5" else {}
+            {"clean_start": m.clean_start, "properties": self._connect_properties()} if self.v5 else {}
         )
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive, **kwargs)
         self.client.loop_start()
-        log.info("connecting to %s:%d as %s (MQTT %s)", m.host, m.port, self.client_id, m.protocol)
+        log.info(
+            "connecting to %s:%d as %s (MQTT %s%s)", m.host, m.port, self.client_id, m.protocol, self._start_note()
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline`` (retained), then disconnect cleanly and stop the network thread."""
@@ -239,15 +262,19 @@ class PublishLink:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
-    def _handle_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    # ------------------------------------------------------------------ paho callbacks (network thread)
+
+    def _handle_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
+        session_present = bool(getattr(flags, "session_present", False))
+        self._on_session(client, session_present)
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         self.connected.set()
-        log.info("connected to %s:%d", self.settings.host, self.settings.port)
+        log.info("connected (session present: %s)%s", session_present, self._connected_note())
         if self._on_connected:
-            self._on_connected()
+            self._on_connected(session_present)
 
     def _handle_connect_fail(self, _c: mqtt.Client, _ud: Any) -> None:
         log.warning("cannot connect to %s:%d (network or TLS failure); retrying with backoff",
