@@ -80,7 +80,8 @@ print(json.dumps({"packets": s.packets, "flows": s.flows_out, "active_at_end": a
 
 # N flows of 3 packets (A→B, B→A, A→B; TCP with 100-byte payloads, some UDP) all active at once (the reference's
 # 120 s timeout), then: peak RSS. "flood": N distinct single-packet flows into a table of max_flows, so the table is
-# full and max_flows orientations of evicted flows are kept too (the worst case of memory).
+# full and max_flows orientations of evicted flows are kept too. "kept+active": N such flows closed by expire()
+# (N orientations kept), then N more held open (the worst case of memory).
 _RSS = r"""
 import json, re, struct, sys, time
 from flowmeter.meter import FlowMeter
@@ -94,8 +95,8 @@ ip = struct.Struct("!BBHHHBBHII")
 tcp = struct.Struct("!HHIIBBHHH")
 udp = struct.Struct("!HHHH")
 payload = b"x" * 100
-def frame(i, back):
-    a, b = 0x0A000000 + i, 0xC0A80000 + (i & 0xFFFF)
+def frame(i, back, net=0x0A000000):
+    a, b = net + i, 0xC0A80000 + (i & 0xFFFF)
     sp, dp = 1024 + i % 60000, 443
     if back:
         a, b, sp, dp = b, a, dp, sp
@@ -108,7 +109,13 @@ base = vm()
 meter = FlowMeter(MeterSettings(flow_timeout_us=120_000_000, activity_timeout_us=5_000_000, max_flows=max_flows),
                   lambda r: None)
 t0 = 1_700_000_000_000_000
-rounds = (False, True, False) if kind == "active" else (False,)
+rounds = (False,) if kind == "flood" else (False, True, False)
+if kind == "kept+active":
+    for k, back in enumerate(rounds):
+        for i in range(n):
+            meter.packet(t0 + k * 1000 + i, frame(i, back, 0x0B000000), 1)
+    meter.expire(t0 + 200_000_000)
+    t0 += 300_000_000
 for k, back in enumerate(rounds):
     for i in range(n):
         meter.packet(t0 + k * 1000 + i, frame(i, back), 1)
@@ -527,6 +534,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["rss"] = [rss(n, "active", 100_000, core) for n in counts]
     if not args.quick:
         res["rss"].append(rss(250_000, "flood", 100_000, core))
+        res["rss"].append(rss(100_000, "kept+active", 100_000, core))
     res["orientations"] = orientation_cost(counts[-1], core)
     res["load_end"] = os.getloadavg()
     res["seconds"] = time.monotonic() - started
@@ -631,9 +639,13 @@ def render(res: dict[str, Any]) -> str:
         "| flows | kind | active flows held | orientations kept | evictions | interpreter + imports MB | peak RSS MB |",
         "|---|---|---|---|---|---|---|",
     ]
+    kinds = {
+        "active": "3-packet flows (TCP/UDP, 100-byte payloads), reference timeouts",
+        "flood": "flood: single-packet flows into max_flows=100,000",
+        "kept+active": "as the first rows, after as many flows closed by expire() left their orientations",
+    }
     for r in res["rss"]:
-        kind = ("3-packet flows (TCP/UDP, 100-byte payloads), reference timeouts" if r["kind"] == "active"
-                else f"flood: single-packet flows into max_flows={r['max_flows']:,}")  # fmt: skip
+        kind = kinds[r["kind"]]
         lines.append(
             f"| {r['flows']:,} | {kind} | {r['active_flows']:,} | {r['orientations_kept']:,} | {r['evictions']:,} "
             f"| {r['base_rss_mb']:.0f} | {r['hwm_mb']:.0f} |"
@@ -643,7 +655,7 @@ def render(res: dict[str, Any]) -> str:
         "",
         f"Orientations kept by `expire()` (so a live flow's next flow keeps its Src/Dst): {o['flows']:,} of them "
         f"hold {o['orientation_bytes'] / 1e6:.1f} MB ({o['orientation_bytes'] / o['flows']:.0f} B each: the dict "
-        f"entry and the key tuple) — the flows themselves held {o['table_bytes'] / 1e6:.1f} MB "
+        f"entry and the packed key) — the flows themselves held {o['table_bytes'] / 1e6:.1f} MB "
         "(tracemalloc, single-packet UDP flows).",
         "",
         "## Targets",
