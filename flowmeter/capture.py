@@ -20,7 +20,10 @@ cheap per packet as libpcap through pcapy-ng):
 ``stop()`` (from another thread or a signal handler) ends the iteration within the block timeout (50 ms by default),
 after handing out what the kernel had already captured (libpcap/tcpdump lose a partly filled block); ``on_tick(now_us)``
 is called every ``tick_s`` seconds from the iterating thread, with or without traffic, so the caller can run
-``meter.expire(now_us)`` without a second thread. (libpcap's own read timeout does not fire while no packet arrives.)
+``meter.expire(now_us)`` without a second thread. Its ``now_us`` lags the clock by twice the block timeout: a block
+reaches us up to a block timeout after its first packet, so expiring at the wall clock could close a flow just
+before a late packet of it arrives (and live records would then differ from the capture file's). (libpcap's own read
+timeout does not fire while no packet arrives.)
 """
 
 from __future__ import annotations
@@ -346,8 +349,8 @@ class LiveCapture:
                 self._block = (self._block + 1) % blocks
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_s
-                if self.on_tick is not None:
-                    self.on_tick(time.time_ns() // 1000)
+                if self.on_tick is not None:  # every packet stamped before this has been handed out
+                    self.on_tick(time.time_ns() // 1000 - int(2e6 * self._block_timeout_s))
 
 
 def _sll_header(ring: mmap.mmap, off: int) -> bytes:
