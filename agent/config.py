@@ -7,13 +7,11 @@ files, and from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``): ``mqtt
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from firmware_bundle.fsutil import make_private_dir
-from ids_core import typedconfig
+from ids_core import statedir, typedconfig
 from ids_core.mqtt import TOPIC_PART, MqttSettings, TlsSettings, credential
 from ids_core.typedconfig import ConfigError, load_layered, setting
 
@@ -115,18 +113,11 @@ class AgentConfig:
 
     @property
     def state_path(self) -> Path:
-        return Path(self.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "state")
+        return statedir.state_path(self.state_dir)
 
     def make_state_dir(self) -> Path:
         """Create the state directory (and missing parents) private to the agent (0700), whatever the umask."""
-        path = self.state_path
-        try:
-            make_private_dir(path)
-        except OSError as e:
-            raise ConfigError(f"state_dir: {path}: cannot create a private directory: {e.strerror or e}") from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ConfigError(f"state_dir: {path}: not writable by this user")
-        return path
+        return statedir.make_state_dir(self.state_path)
 
     @property
     def client_id(self) -> str:

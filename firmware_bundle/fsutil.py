@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
@@ -40,21 +39,4 @@ def write_atomic(path: str | Path, data: bytes, *, mode: int = 0o644, overwrite:
         if os.path.exists(tmp):
             os.unlink(tmp)
     fsync_dir(path.parent)
-    return path
-
-
-def make_private_dir(path: str | Path) -> Path:
-    """Create ``path`` and its missing parents as 0700 directories, whatever the umask.
-
-    An existing ``path`` is made 0700 too when this user owns it (state that only its owner may read);
-    existing parents are left as they are.
-    """
-    path = Path(path)
-    for p in reversed([p for p in (path, *path.parents) if not p.exists()]):
-        p.mkdir(mode=0o700)
-        os.chmod(p, 0o700)  # mkdir's mode is reduced by the umask
-    if not path.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
-    if path.stat().st_uid == os.geteuid():
-        os.chmod(path, 0o700)
     return path

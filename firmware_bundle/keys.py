@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware_bundle.errors import KeyFileError  # defined there, without cryptography: catchable without it
-from firmware_bundle.fsutil import make_private_dir, write_atomic
+from firmware_bundle.fsutil import write_atomic
+from ids_core.statedir import make_private_dir
 
 log = logging.getLogger(__name__)
 
