@@ -254,8 +254,10 @@ def _check_ident(v: Any, kind: int, max_chars: int) -> tuple[Any, str | None]:
     return i, None
 
 
-_INT_IDENTS = tuple((col, name, *_INT_RANGE[kind]) for col, name, kind in IDENTIFIER_FIELDS if kind in _INT_RANGE)
-_TEXT_IDENTS = tuple((col, name) for col, name, kind in IDENTIFIER_FIELDS if kind not in _INT_RANGE)
+# Integer identifiers first, then the text ones (the first problem is reported in this order); text has no range.
+_IDENTS = tuple((col, name, *_INT_RANGE[kind]) for col, name, kind in IDENTIFIER_FIELDS if kind in _INT_RANGE) + tuple(
+    (col, name, None, None) for col, name, kind in IDENTIFIER_FIELDS if kind not in _INT_RANGE
+)
 _IDENT_KIND = {col: kind for col, _, kind in IDENTIFIER_FIELDS}
 
 
@@ -264,23 +266,15 @@ def _identifiers(rec: dict[str, Any], max_chars: int) -> tuple[dict[str, Any], s
     ident: dict[str, Any] = {}
     problem = None
     get = rec.get
-    for col, name, lo, hi in _INT_IDENTS:
+    for col, name, lo, hi in _IDENTS:
         v = get(col)
         if v is None:
             continue
-        if type(v) is int and lo <= v <= hi:  # the common case, inline
-            ident[name] = v
-            continue
-        value, err = _check_ident(v, _IDENT_KIND[col], max_chars)
-        if err is None:
-            ident[name] = value
-        elif problem is None:
-            problem = f"identifier {col!r}: {err}"
-    for col, name in _TEXT_IDENTS:
-        v = get(col)
-        if v is None:
-            continue
-        if type(v) is str and 0 < len(v) <= max_chars and v.isascii():  # the common case, inline
+        if hi is None:  # the common cases, inline: a short ASCII string, an integer in range
+            common = type(v) is str and 0 < len(v) <= max_chars and v.isascii()
+        else:
+            common = type(v) is int and lo <= v <= hi
+        if common:
             ident[name] = v
             continue
         value, err = _check_ident(v, _IDENT_KIND[col], max_chars)
