@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ids_core import statedir, typedconfig
+from ids_core import typedconfig
 from ids_core.mqtt import TOPIC_PART, MqttSettings, TlsSettings, credential
+from ids_core.statedir import StateDirConfig
 from ids_core.typedconfig import ConfigError, load_layered, setting
 
 # config/agent.yaml, shipped inside the package (defaults/agent.yaml) so a wheel finds it as a checkout does
@@ -92,7 +93,7 @@ class BundleSettings:
 
 
 @dataclass
-class AgentConfig:
+class AgentConfig(StateDirConfig):
     gateway_id: str = setting("gateway", help="names this gateway in topics, alerts and the client id")
     state_dir: str = setting("", help="outbox and model slots ('' = $STATE_DIRECTORY or ./state)")
     model: ModelSettings = setting(factory=ModelSettings)
@@ -110,14 +111,6 @@ class AgentConfig:
     def validate(self) -> None:
         if not TOPIC_PART.match(self.gateway_id) or "/" in self.gateway_id:
             raise ConfigError(f"gateway_id: {self.gateway_id!r} must be one topic level of [A-Za-z0-9_.-]")
-
-    @property
-    def state_path(self) -> Path:
-        return statedir.state_path(self.state_dir)
-
-    def make_state_dir(self) -> Path:
-        """Create the state directory (and missing parents) private to the agent (0700), whatever the umask."""
-        return statedir.make_state_dir(self.state_path)
 
     @property
     def client_id(self) -> str:

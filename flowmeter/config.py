@@ -18,8 +18,8 @@ from flowmeter.settings import (
     DEFAULT_MAX_FLOWS,
     MeterSettings,
 )
-from ids_core import statedir
 from ids_core.mqtt import TOPIC_PART, MqttSettings
+from ids_core.statedir import StateDirConfig
 from ids_core.typedconfig import ConfigError, load_layered, setting
 
 # config/flowmeter.yaml, shipped inside the package (defaults/flowmeter.yaml) so a wheel finds it as a checkout does
@@ -75,7 +75,7 @@ class OutboxSettings:
 
 
 @dataclass
-class FlowmeterConfig:
+class FlowmeterConfig(StateDirConfig):
     gateway_id: str = setting("gateway", help="names this gateway in topics; records go to <prefix>/<gw>/flows")
     sensor: str = setting("flowmeter", help="names this meter in records (sensor + seq) and its topics")
     state_dir: str = setting("", help="outbox and next seq ('' = $STATE_DIRECTORY or ./state)")
@@ -98,14 +98,6 @@ class FlowmeterConfig:
             raise ConfigError("mqtt.qos: 0 is not allowed for flow records (the outbox keeps them until PUBACK)")
         if self.meter.flow_timeout_us <= 0 or self.meter.activity_timeout_us <= 0:
             raise ConfigError("meter: timeouts must be > 0 µs")
-
-    @property
-    def state_path(self) -> Path:
-        return statedir.state_path(self.state_dir)
-
-    def make_state_dir(self) -> Path:
-        """Create the state directory private to the meter (0700), whatever the umask."""
-        return statedir.make_state_dir(self.state_path)
 
     @property
     def client_id(self) -> str:

@@ -40,3 +40,17 @@ def make_state_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"state_dir: {path}: not writable by this user")
     return path
+
+
+class StateDirConfig:
+    """For a config dataclass with a ``state_dir`` setting: where the state lives and how it is made."""
+
+    state_dir: str
+
+    @property
+    def state_path(self) -> Path:
+        return state_path(self.state_dir)
+
+    def make_state_dir(self) -> Path:
+        """Create the state directory (and missing parents) private to this user (0700), whatever the umask."""
+        return make_state_dir(self.state_path)
