@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 # helper modules imported by test modules: rewrite their asserts too (before anything imports them)
-pytest.register_assert_rewrite("agent_harness", "bundle_helpers", "ota_helpers", "trained")
+pytest.register_assert_rewrite("agent_harness", "bundle_helpers", "ota_helpers", "trained", "systemd_units")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("IOTID20_DATA_DIR", REPO.parent / "shared" / "data" / "iotid20"))

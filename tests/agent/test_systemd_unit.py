@@ -8,36 +8,21 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from systemd_units import systemd_analyze
+from systemd_units import unit_settings as shared_unit_settings
 
 UNIT = Path(__file__).resolve().parents[2] / "config" / "edge-ids-agent.service"
 MAX_EXPOSURE = 2.0
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
-def _systemd_version() -> int:
-    exe = shutil.which("systemd-analyze")
-    if exe is None:
-        pytest.skip("systemd-analyze is not installed")
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.match(r"systemd (\d+)", out)
-    assert match, f"expected 'systemd NNN' from --version, got {out[:80]!r}"
-    return int(match.group(1))
-
-
 @pytest.fixture(scope="module")
 def analyze() -> str:
-    if _systemd_version() < 252:  # --offline needs 250, --threshold 251; the unit targets 252
-        pytest.skip("systemd-analyze too old for --offline security analysis (need >= 252)")
-    return shutil.which("systemd-analyze") or "systemd-analyze"
+    return systemd_analyze()
 
 
 def unit_settings() -> dict[str, list[str]]:
-    settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if line and not line.startswith(("#", ";", "[")):
-            key, _, value = line.partition("=")
-            settings.setdefault(key.strip(), []).append(value.strip())
-    return settings
+    return shared_unit_settings(UNIT)
 
 
 def test_unit_declares_notify_and_watchdog():

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from systemd_units import systemd_analyze
+from systemd_units import unit_settings as shared_unit_settings
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "config" / "edge-ids-flowmeter.service"
@@ -17,24 +19,12 @@ SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
 def unit_settings() -> dict[str, list[str]]:
-    settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if line and not line.startswith(("#", ";", "[")):
-            key, _, value = line.partition("=")
-            settings.setdefault(key.strip(), []).append(value.strip())
-    return settings
+    return shared_unit_settings(UNIT)
 
 
 @pytest.fixture(scope="module")
 def analyze() -> str:
-    exe = shutil.which("systemd-analyze")
-    if exe is None:
-        pytest.skip("systemd-analyze is not installed")
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.match(r"systemd (\d+)", out)
-    if not match or int(match.group(1)) < 252:
-        pytest.skip("systemd-analyze too old for --offline security analysis (need >= 252)")
-    return exe
+    return systemd_analyze()
 
 
 def test_unit_has_only_cap_net_raw_and_notifies():
