@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -153,8 +154,15 @@ def sweep_stale(family: str = DEFAULT_FAMILY) -> list[str]:
 _require_cache: list[str | None] = []
 
 
-def require_netns() -> str | None:
-    """None when network namespaces can be made here, else the reason (for ``pytest.skip``)."""
+def require_netns(tools: Iterable[str] = ()) -> str | None:
+    """None when network namespaces can be made here and every program in ``tools`` is installed, else the reason
+    (for ``pytest.skip``)."""
+    reason = _netns_reason()
+    missing = [t for t in tools if shutil.which(t) is None]
+    return reason or (f"lab tools not installed: {', '.join(missing)}" if missing else None)
+
+
+def _netns_reason() -> str | None:
     if _require_cache:
         return _require_cache[0]
     reason: str | None = None

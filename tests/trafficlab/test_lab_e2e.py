@@ -10,7 +10,6 @@ by ``bench/lab_report.py``, never asserted here. Needs root and network namespac
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,17 +25,12 @@ TOOLS = ("tcpdump", "mosquitto", "mosquitto_sub", "mosquitto_pub", "dnsmasq", "d
          "hping3", "arpspoof", "hydra", "timeout", "ss")  # fmt: skip
 
 
-def _skip_reason() -> str | None:
-    reason = require_netns()
-    if reason:
-        return reason
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    return f"lab tools not installed: {', '.join(missing)}" if missing else None
-
-
 # the lab run itself takes ~60 s (every process in it bounded in time); the bound also covers training the
 # session's quick model when no earlier test did (2-6 min on 2 shared cores)
-pytestmark = [pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason() or ""), pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.skipif(require_netns(TOOLS) is not None, reason=str(require_netns(TOOLS))),
+    pytest.mark.timeout(600),
+]
 
 SCAN_TYPES = {"nmap_syn", "nmap_connect", "nmap_version", "nmap_os"}
 FLOOD_TYPES = {"syn_flood", "ack_flood", "udp_flood", "icmp_flood", "http_flood"}

@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import socket
 import subprocess
 from collections import Counter, defaultdict
@@ -29,15 +28,10 @@ TOOLS = ("tcpdump", "mosquitto", "mosquitto_pub", "dnsmasq", "dig", "openssl", "
 SLACK_S = 0.3  # a packet of an attack lies inside its label window, give or take the poll granularity
 
 
-def _skip_reason() -> str | None:
-    reason = require_netns()
-    if reason:
-        return reason
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    return f"lab tools not installed: {', '.join(missing)}" if missing else None
-
-
-pytestmark = [pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason() or ""), pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.skipif(require_netns(TOOLS) is not None, reason=str(require_netns(TOOLS))),
+    pytest.mark.timeout(180),
+]
 
 
 @dataclass
