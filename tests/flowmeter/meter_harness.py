@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -166,3 +167,15 @@ def meter_stats(collector: Any) -> list[dict[str, Any]]:
 
 def status_payloads(collector: Any) -> list[bytes]:
     return [m.payload for m in collector.messages(f"flowmeter/{SENSOR}/status")]
+
+
+def send_udp(port: int, flows: int, first_sport: int) -> int:
+    """``flows`` UDP conversations of 2 datagrams to 127.0.0.1:``port`` (each from its own source port)."""
+    sent = 0
+    for i in range(flows):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", first_sport + i))
+            for _ in range(2):
+                s.sendto(b"m" * 40, ("127.0.0.1", port))
+                sent += 1
+    return sent

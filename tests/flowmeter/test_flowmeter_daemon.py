@@ -26,6 +26,7 @@ from meter_harness import (
     meter_stats,
     mixed_capture,
     run_cli,
+    send_udp,
     seq_counts,
     status_payloads,
 )
@@ -127,18 +128,6 @@ def test_drops_at_the_outbox_bound_are_counted(tmp_path, broker, collector):
 # --------------------------------------------------------------------------- live capture on loopback
 
 
-def _send_udp(port: int, flows: int, first_sport: int) -> int:
-    """``flows`` UDP conversations of 2 datagrams to 127.0.0.1:``port`` (each from its own source port)."""
-    sent = 0
-    for i in range(flows):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", first_sport + i))
-            for _ in range(2):
-                s.sendto(b"m" * 40, ("127.0.0.1", port))
-                sent += 1
-    return sent
-
-
 @pytest.fixture
 def sink():
     """A UDP socket the test's datagrams go to (so the kernel sends no ICMP port-unreachable)."""
@@ -164,13 +153,13 @@ def test_live_capture_broker_restart_mid_stream_loses_nothing(tmp_path, broker, 
     meter = _live(tmp_path, broker.port, sink)
     try:
         wait_until(lambda: b"online" in status_payloads(collector), 20, "the meter online", meter.log)
-        sent = _send_udp(sink, 40, 41000)
+        sent = send_udp(sink, 40, 41000)
         wait_until(lambda: _packets_in(flow_records(collector)) >= sent, 15, "the first flows", meter.log)
         broker.stop()
-        sent += _send_udp(sink, 40, 42000)  # captured while the broker is away: into the outbox
+        sent += send_udp(sink, 40, 42000)  # captured while the broker is away: into the outbox
         time.sleep(1.0)
         broker.start()
-        sent += _send_udp(sink, 40, 43000)
+        sent += send_udp(sink, 40, 43000)
         wait_until(lambda: _packets_in(flow_records(collector)) >= sent, 20, "every packet in a record", meter.log)
         meter.proc.send_signal(signal.SIGTERM)
         assert meter.wait(20) == 0, meter.log()
@@ -196,7 +185,7 @@ def test_sigterm_flushes_active_flows_with_systemd_notify(tmp_path, broker, coll
         notify.wait("READY=1", 20, context=meter.log)
         notify.wait("WATCHDOG=1", 10, count=2, context=meter.log)
         wait_until(lambda: b"online" in status_payloads(collector), 20, "the meter online", meter.log)
-        sent = _send_udp(sink, 25, 44000)
+        sent = send_udp(sink, 25, 44000)
         wait_until(lambda: any(s["packets"] >= sent for s in meter_stats(collector)), 10, "the packets metered")
         assert flow_records(collector) == [], "flows are still active (60 s flow timeout)"
         meter.proc.send_signal(signal.SIGTERM)
@@ -223,7 +212,7 @@ def test_runs_with_only_cap_net_raw_and_memory_deny_write_execute(tmp_path, brok
         wait_until(lambda: b"online" in status_payloads(collector), 20, "the sandboxed meter online", meter.log)
         status = Path(f"/proc/{meter.proc.pid}/status").read_text()
         assert "CapEff:\t0000000000002000" in status and "NoNewPrivs:\t1" in status, status
-        sent = _send_udp(sink, 10, 45000)
+        sent = send_udp(sink, 10, 45000)
         wait_until(lambda: _packets_in(flow_records(collector)) >= sent, 15, "the flows", meter.log)
         meter.proc.send_signal(signal.SIGTERM)
         assert meter.wait(20) == 0, meter.log()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from agent_harness import Agents, Collector, wait_until
-from meter_harness import SENSOR, MeterProcess, meter_config, meter_offline, mixed_capture
+from meter_harness import SENSOR, MeterProcess, meter_config, meter_offline, mixed_capture, send_udp
 
 
 @pytest.fixture
@@ -49,17 +49,6 @@ def _exactly_once(collector: Collector, n: int, context) -> None:
     assert not collector.gap_seqs(SENSOR), collector.gap_seqs(SENSOR)
     twice = {s: c for s, c in counts.items() if c > 1}
     assert not twice, f"flows with more than one verdict: {twice}"
-
-
-def _send_udp(port: int, flows: int, first_sport: int) -> int:
-    sent = 0
-    for i in range(flows):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", first_sport + i))
-            for _ in range(2):
-                s.sendto(b"m" * 40, ("127.0.0.1", port))
-                sent += 1
-    return sent
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the live part captures on lo (CAP_NET_RAW)")
@@ -97,13 +86,13 @@ def test_every_flow_gets_exactly_one_verdict_across_broker_restarts(tmp_path, du
         try:
             wait_until(lambda: "flow meter ready" in logs[-1].log(), 20, "the live meter", context)
             time.sleep(0.5)
-            _send_udp(port, 30, 41000)
+            send_udp(port, 30, 41000)
             time.sleep(0.3)
             durable_broker.stop(signal.SIGKILL)
-            _send_udp(port, 30, 42000)  # metered while the broker is dead
+            send_udp(port, 30, 42000)  # metered while the broker is dead
             time.sleep(1.0)
             durable_broker.start()
-            _send_udp(port, 30, 43000)
+            send_udp(port, 30, 43000)
             time.sleep(1.5)  # flows end by expiry (550 µs after their first packet), then a batch wait
             logs[-1].proc.send_signal(signal.SIGTERM)
             assert logs[-1].wait(30) == 0, context()
