@@ -135,8 +135,10 @@ def test_agent_killed_three_times_mid_stream_scores_every_flow_exactly_once(
 @pytest.mark.slow
 @pytest.mark.timeout(180, func_only=True)
 def test_broker_killed_mid_stream_every_flow_answered_once_or_reported_in_a_gap(
-    broker, agents, collector, quick_run, sample_csv, record_property
+    durable_broker, agents, collector, quick_run, sample_csv, record_property
 ):
+    """The README's crash settings (persistence with autosave on every change), as the issue states."""
+    broker = durable_broker
     agent = agents.spawn()
     stream = Stream(rows_5000(sample_csv), broker.port, sensor=SENSOR, rate=RATE, per_message=PER_MESSAGE).start()
     wait_until(lambda: len(scored(collector)[0]) >= 2000, 60, "2000 flows answered", agent.log)
