@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware_bundle.errors import KeyFileError  # defined there, without cryptography: catchable without it
 from firmware_bundle.fsutil import write_atomic
 from ids_core.statedir import make_private_dir
+
+_Key = TypeVar("_Key", Ed25519PrivateKey, Ed25519PublicKey)
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +87,24 @@ def public_key_from_pem(pem: bytes) -> Ed25519PublicKey:
 
 def load_private_key(path: str | Path, password: bytes | None = None) -> Ed25519PrivateKey:
     """Load a PEM PKCS8 Ed25519 private key; warns when the file is readable by group or others."""
-    path = Path(path)
+    return _load_key(Path(path), "private key", lambda pem: private_key_from_pem(pem, password))
+
+
+def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    return _load_key(Path(path), "public key", public_key_from_pem)
+
+
+def _load_key(path: Path, what: str, parse: Callable[[bytes], _Key]) -> _Key:
+    """Read ``path`` and ``parse`` its PEM; every error names the file."""
     try:
         mode = path.stat().st_mode
         pem = path.read_bytes()
     except OSError as e:
-        raise KeyFileError(f"{path}: cannot read private key: {e.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if what == "private key" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s: private key is accessible by group/others (mode %o); expected 0600", path, mode & 0o777)
     try:
-        return private_key_from_pem(pem, password)
-    except KeyFileError as e:
-        raise KeyFileError(f"{path}: {e}") from None
-
-
-def load_public_key(path: str | Path) -> Ed25519PublicKey:
-    path = Path(path)
-    try:
-        pem = path.read_bytes()
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot read public key: {e.strerror}") from None
-    try:
-        return public_key_from_pem(pem)
+        return parse(pem)
     except KeyFileError as e:
         raise KeyFileError(f"{path}: {e}") from None
 

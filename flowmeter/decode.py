@@ -155,21 +155,8 @@ def _ipv4(frame: bytes | memoryview, off: int, n: int) -> Decoded | str:
     if frag & 0x1FFF:  # a non-first fragment: no L4 header in it
         return (src, dst, 0, 0, 0, 0, 0, FRAGMENT | cut, -1)
     l4 = off + hl
-    if proto == 6:
-        if n - l4 < 20:
-            return "tcp_truncated"
-        sport, dport, doff, flags, window = _TCP(frame, l4)
-        thl = (doff >> 4) << 2
-        if thl < 20 or thl > total - hl:
-            return "tcp_bad_offset"
-        return (src, dst, sport, dport, 6, total - hl - thl, thl, flags | cut, window)
-    if proto == 17:
-        if n - l4 < 8:
-            return "udp_truncated"
-        if total - hl < 8:
-            return "udp_bad_length"
-        sport, dport = _PORTS(frame, l4)
-        return (src, dst, sport, dport, 17, total - hl - 8, 8, cut, -1)
+    if proto == 6 or proto == 17:
+        return _transport(frame, proto, l4, off + total, n, src, dst, cut)
     if proto == 1 and n - l4 >= 8 and (frame[l4] == 3 or frame[l4] == 12):
         inner = _inner_l4(frame, l4 + 8, off + total if not cut else n, n)
         if inner is not None:
@@ -242,7 +229,16 @@ def _ipv6(frame: bytes | memoryview, off: int, n: int) -> Decoded | str:
             break
     else:
         return "ipv6_bad_extension"
-    if nxt == 6:
+    if nxt == 6 or nxt == 17:
+        return _transport(frame, nxt, pos, end, n, src, dst, cut)
+    return (src, dst, 0, 0, 0, 0, 0, cut, -1)
+
+
+def _transport(
+    frame: bytes | memoryview, proto: int, pos: int, end: int, n: int, src: int | bytes, dst: int | bytes, cut: int
+) -> Decoded | str:
+    """The TCP (6) or UDP (17) header at ``pos`` of an IP packet whose payload ends at ``end`` (IPv4 and IPv6)."""
+    if proto == 6:
         if n - pos < 20:
             return "tcp_truncated"
         sport, dport, doff, flags, window = _TCP(frame, pos)
@@ -250,11 +246,9 @@ def _ipv6(frame: bytes | memoryview, off: int, n: int) -> Decoded | str:
         if thl < 20 or pos + thl > end:
             return "tcp_bad_offset"
         return (src, dst, sport, dport, 6, end - pos - thl, thl, flags | cut, window)
-    if nxt == 17:
-        if n - pos < 8:
-            return "udp_truncated"
-        if end - pos < 8:
-            return "udp_bad_length"
-        sport, dport = _PORTS(frame, pos)
-        return (src, dst, sport, dport, 17, end - pos - 8, 8, cut, -1)
-    return (src, dst, 0, 0, 0, 0, 0, cut, -1)
+    if n - pos < 8:
+        return "udp_truncated"
+    if end - pos < 8:
+        return "udp_bad_length"
+    sport, dport = _PORTS(frame, pos)
+    return (src, dst, sport, dport, 17, end - pos - 8, 8, cut, -1)

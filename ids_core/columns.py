@@ -11,23 +11,23 @@ from types import MappingProxyType
 IDENTIFIER_COLUMNS: tuple[str, ...] = ("Flow_ID", "Src_IP", "Dst_IP", "Timestamp")
 LABEL_COLUMNS: tuple[str, ...] = ("Label", "Cat", "Sub_Cat")
 
-# The 79 numeric IoTID20 columns in file order (the header of iotid20_2000.csv minus ``Target``).
-NUMERIC_COLUMNS: tuple[str, ...] = (
-    "Src_Port", "Dst_Port", "Protocol", "Flow_Duration", "Tot_Fwd_Pkts", "Tot_Bwd_Pkts",
-    "TotLen_Fwd_Pkts", "TotLen_Bwd_Pkts", "Fwd_Pkt_Len_Max", "Fwd_Pkt_Len_Min", "Fwd_Pkt_Len_Mean",
-    "Fwd_Pkt_Len_Std", "Bwd_Pkt_Len_Max", "Bwd_Pkt_Len_Min", "Bwd_Pkt_Len_Mean", "Bwd_Pkt_Len_Std",
-    "Flow_Byts/s", "Flow_Pkts/s", "Flow_IAT_Mean", "Flow_IAT_Std", "Flow_IAT_Max", "Flow_IAT_Min",
-    "Fwd_IAT_Tot", "Fwd_IAT_Mean", "Fwd_IAT_Std", "Fwd_IAT_Max", "Fwd_IAT_Min", "Bwd_IAT_Tot",
-    "Bwd_IAT_Mean", "Bwd_IAT_Std", "Bwd_IAT_Max", "Bwd_IAT_Min", "Fwd_PSH_Flags", "Bwd_PSH_Flags",
-    "Fwd_URG_Flags", "Bwd_URG_Flags", "Fwd_Header_Len", "Bwd_Header_Len", "Fwd_Pkts/s", "Bwd_Pkts/s",
-    "Pkt_Len_Min", "Pkt_Len_Max", "Pkt_Len_Mean", "Pkt_Len_Std", "Pkt_Len_Var", "FIN_Flag_Cnt",
-    "SYN_Flag_Cnt", "RST_Flag_Cnt", "PSH_Flag_Cnt", "ACK_Flag_Cnt", "URG_Flag_Cnt", "CWE_Flag_Count",
-    "ECE_Flag_Cnt", "Down/Up_Ratio", "Pkt_Size_Avg", "Fwd_Seg_Size_Avg", "Bwd_Seg_Size_Avg",
-    "Fwd_Byts/b_Avg", "Fwd_Pkts/b_Avg", "Fwd_Blk_Rate_Avg", "Bwd_Byts/b_Avg", "Bwd_Pkts/b_Avg",
-    "Bwd_Blk_Rate_Avg", "Subflow_Fwd_Pkts", "Subflow_Fwd_Byts", "Subflow_Bwd_Pkts", "Subflow_Bwd_Byts",
-    "Init_Fwd_Win_Byts", "Init_Bwd_Win_Byts", "Fwd_Act_Data_Pkts", "Fwd_Seg_Size_Min", "Active_Mean",
-    "Active_Std", "Active_Max", "Active_Min", "Idle_Mean", "Idle_Std", "Idle_Max", "Idle_Min",
-)  # fmt: skip
+# The 79 numeric IoTID20 columns in file order (the header of iotid20_2000.csv minus ``Target``); ":int" marks
+# the 34 that the file holds as integers (the rest are floats).
+_NUMERIC_TABLE = """
+    Src_Port:int Dst_Port:int Protocol:int Flow_Duration:int Tot_Fwd_Pkts:int Tot_Bwd_Pkts:int TotLen_Fwd_Pkts
+    TotLen_Bwd_Pkts Fwd_Pkt_Len_Max Fwd_Pkt_Len_Min Fwd_Pkt_Len_Mean Fwd_Pkt_Len_Std Bwd_Pkt_Len_Max
+    Bwd_Pkt_Len_Min Bwd_Pkt_Len_Mean Bwd_Pkt_Len_Std Flow_Byts/s Flow_Pkts/s Flow_IAT_Mean Flow_IAT_Std
+    Flow_IAT_Max Flow_IAT_Min Fwd_IAT_Tot Fwd_IAT_Mean Fwd_IAT_Std Fwd_IAT_Max Fwd_IAT_Min Bwd_IAT_Tot Bwd_IAT_Mean
+    Bwd_IAT_Std Bwd_IAT_Max Bwd_IAT_Min Fwd_PSH_Flags:int Bwd_PSH_Flags:int Fwd_URG_Flags:int Bwd_URG_Flags:int
+    Fwd_Header_Len:int Bwd_Header_Len:int Fwd_Pkts/s Bwd_Pkts/s Pkt_Len_Min Pkt_Len_Max Pkt_Len_Mean Pkt_Len_Std
+    Pkt_Len_Var FIN_Flag_Cnt:int SYN_Flag_Cnt:int RST_Flag_Cnt:int PSH_Flag_Cnt:int ACK_Flag_Cnt:int
+    URG_Flag_Cnt:int CWE_Flag_Count:int ECE_Flag_Cnt:int Down/Up_Ratio Pkt_Size_Avg Fwd_Seg_Size_Avg
+    Bwd_Seg_Size_Avg Fwd_Byts/b_Avg:int Fwd_Pkts/b_Avg:int Fwd_Blk_Rate_Avg:int Bwd_Byts/b_Avg:int
+    Bwd_Pkts/b_Avg:int Bwd_Blk_Rate_Avg:int Subflow_Fwd_Pkts:int Subflow_Fwd_Byts:int Subflow_Bwd_Pkts:int
+    Subflow_Bwd_Byts:int Init_Fwd_Win_Byts:int Init_Bwd_Win_Byts:int Fwd_Act_Data_Pkts:int Fwd_Seg_Size_Min:int
+    Active_Mean Active_Std Active_Max Active_Min Idle_Mean Idle_Std Idle_Max Idle_Min
+"""
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(name.removesuffix(":int") for name in _NUMERIC_TABLE.split())
 
 # File order: identifiers interleaved with the first numeric columns, then statistics, then labels.
 COLUMNS: tuple[str, ...] = (
@@ -35,15 +35,7 @@ COLUMNS: tuple[str, ...] = (
     *NUMERIC_COLUMNS[3:], *LABEL_COLUMNS,
 )  # fmt: skip
 
-INT_COLUMNS: tuple[str, ...] = (
-    "Src_Port", "Dst_Port", "Protocol", "Flow_Duration", "Tot_Fwd_Pkts", "Tot_Bwd_Pkts",
-    "Fwd_PSH_Flags", "Bwd_PSH_Flags", "Fwd_URG_Flags", "Bwd_URG_Flags", "Fwd_Header_Len", "Bwd_Header_Len",
-    "FIN_Flag_Cnt", "SYN_Flag_Cnt", "RST_Flag_Cnt", "PSH_Flag_Cnt", "ACK_Flag_Cnt", "URG_Flag_Cnt",
-    "CWE_Flag_Count", "ECE_Flag_Cnt", "Fwd_Byts/b_Avg", "Fwd_Pkts/b_Avg", "Fwd_Blk_Rate_Avg",
-    "Bwd_Byts/b_Avg", "Bwd_Pkts/b_Avg", "Bwd_Blk_Rate_Avg", "Subflow_Fwd_Pkts", "Subflow_Fwd_Byts",
-    "Subflow_Bwd_Pkts", "Subflow_Bwd_Byts", "Init_Fwd_Win_Byts", "Init_Bwd_Win_Byts", "Fwd_Act_Data_Pkts",
-    "Fwd_Seg_Size_Min",
-)  # fmt: skip
+INT_COLUMNS: tuple[str, ...] = tuple(name[:-4] for name in _NUMERIC_TABLE.split() if name.endswith(":int"))
 FLOAT_COLUMNS: tuple[str, ...] = tuple(c for c in NUMERIC_COLUMNS if c not in INT_COLUMNS)
 TEXT_COLUMNS: tuple[str, ...] = IDENTIFIER_COLUMNS + LABEL_COLUMNS
 
