@@ -60,28 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     meter = p.add_argument_group("meter")
     defaults = MeterSettings()
-    meter.add_argument(
-        "--flow-timeout-us",
-        type=int,
-        default=None,
-        help=f"flow timeout from a flow's first packet (default {defaults.flow_timeout_us})",
-    )
-    meter.add_argument(
-        "--activity-timeout-us",
-        type=int,
-        default=None,
-        help=f"gap that splits Active/Idle periods (default {defaults.activity_timeout_us})",
-    )
+    for name, what in (
+        ("flow_timeout_us", "flow timeout from a flow's first packet"),
+        ("activity_timeout_us", "gap that splits Active/Idle periods"),
+        ("max_flows", "active flows kept; beyond it the oldest are evicted (counted)"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        meter.add_argument(flag, type=int, default=None, help=f"{what} (default {getattr(defaults, name)})")
     meter.add_argument(
         "--reference-timeouts",
         action="store_true",
         help=f"the reference tool's own timeouts {REFERENCE_TIMEOUTS[0]}/{REFERENCE_TIMEOUTS[1]} µs",
-    )
-    meter.add_argument(
-        "--max-flows",
-        type=int,
-        default=None,
-        help=f"active flows kept; beyond it the oldest are evicted (counted) (default {defaults.max_flows})",
     )
     meter.add_argument(
         "--drop-single-packet-flows", action="store_true", help="the reference's rule: do not write flows of one packet"

@@ -41,6 +41,12 @@ def _packed(key: tuple) -> bytes:
     return key[0] + key[1] + _PORTS(key[2], key[3], key[4])
 
 
+_COUNTER_NAMES = (
+    "packets", "bytes", "flow_packets", "flows_out", "active_flows", "evictions", "orientations_kept",
+    "orientations_dropped", "single_packet_dropped",
+)  # fmt: skip
+
+
 class MeterStats:
     """Counters. ``packets == flow_packets + sum(bad.values()) + sum(ignored.values())``."""
 
@@ -68,20 +74,8 @@ class MeterStats:
         return len(self._orientations)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "flow_packets": self.flow_packets,
-            "flows_out": self.flows_out,
-            "active_flows": self.active_flows,
-            "evictions": self.evictions,
-            "orientations_kept": self.orientations_kept,
-            "orientations_dropped": self.orientations_dropped,
-            "single_packet_dropped": self.single_packet_dropped,
-            "bad": dict(self.bad),
-            "ignored": dict(self.ignored),
-            "notes": dict(self.notes),
-        }
+        counts = {name: getattr(self, name) for name in _COUNTER_NAMES}
+        return {**counts, "bad": dict(self.bad), "ignored": dict(self.ignored), "notes": dict(self.notes)}
 
 
 class FlowMeter:
