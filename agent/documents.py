@@ -1,11 +1,13 @@
 """Every document the agent publishes, made in one place with one timestamp format and one JSON encoder.
 
-Topics (``<prefix>/<gateway>/…``): ``alerts`` carries ``alert``, ``alert_summary`` and ``gap`` events;
+Topics (``<prefix>/<gateway>/…``): ``alerts`` carries only ``alert`` documents, valid Suricata EVE (checked
+against Suricata's published schema by ``tests/agent/test_alerts_eve.py``); ``events`` the agent's own
+``alert_summary`` (rate limiting) and ``gap`` (lost flows) events, which EVE has no event type for;
 ``verdicts`` one ``verdicts`` document per batch; ``deadletter`` ``deadletter`` documents (and one
 ``deadletter_summary`` per message past :data:`DEADLETTERS_PER_MESSAGE`); ``stats/<client_id>`` ``stats``;
 ``bundle/status`` ``bundle_status``; ``status/…`` the plain payloads ``online`` / ``offline``
 (:data:`ids_core.mqtt.ONLINE`, shared with the flow meter).
-Every JSON document starts with ``timestamp`` (RFC 3339, UTC, microseconds, ``Z``) and ``event_type``.
+Every JSON document starts with ``timestamp`` (EVE's form: UTC, microseconds, ``+0000``) and ``event_type``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ids_core.timestamps import rfc3339
+import communityid
 
+from ids_core import eve
+from ids_core.columns import TIMESTAMP_FORMAT
+from ids_core.timestamps import utc_timestamp
+
+# Our one signature. gid 1 as Suricata's rules; the sid lies in the range Suricata/Snort leave for local rules
+# (1,000,000–1,999,999). A subscriber filters on (gid, signature_id); rev changes only if the meaning does.
 SIGNATURE = "edge-ids anomalous flow"
+SIGNATURE_ID = 1_990_001
+GID = 1
+REV = 1
 CATEGORY = "Anomalous network flow"
-PROTOCOL_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP"}
+ACTION = "allowed"  # the agent observes; it never blocks
+PROTOCOL_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP"}  # as Suricata names them
 
 # Record errors of one message dead-lettered in full; the rest are counted in one deadletter_summary.
 DEADLETTERS_PER_MESSAGE = 20
@@ -33,12 +45,24 @@ _ENDPOINT_KEYS = (
     ("dst_port", "dest_port"),
 )
 _VERDICT_IDENT = ("flow_id", "seq", "sensor", "src_ip")
+# IoTID20 column -> EVE flow counter (fwd = the flow's initiator = toserver). Bytes are CICFlowMeter's payload
+# bytes (TotLen), not Suricata's bytes on the wire.
+_FLOW_COUNTERS = (
+    ("Tot_Fwd_Pkts", "pkts_toserver"),
+    ("Tot_Bwd_Pkts", "pkts_toclient"),
+    ("TotLen_Fwd_Pkts", "bytes_toserver"),
+    ("TotLen_Bwd_Pkts", "bytes_toclient"),
+)
+_DURATION = "Flow_Duration"  # µs
+# Community ID needs real ports: CICFlowMeter records of ICMP carry port 0, not the ICMP type and code.
+_COMMUNITY_ID_PROTOCOLS = frozenset({6, 17, 132})
+_COMMUNITY_ID = communityid.CommunityID(seed=0)
 
 
 def timestamp(moment: datetime | float | None = None) -> str:
-    """``2024-05-01T12:00:00.000123Z``: a timezone-aware datetime, epoch seconds, or now; a naive datetime is
-    rejected (its zone is unknown). One format for the agent and the flow meter: :func:`ids_core.timestamps.rfc3339`."""
-    return rfc3339(moment)
+    """``2024-05-01T12:00:00.000123+0000``: a timezone-aware datetime, epoch seconds, or now; a naive datetime is
+    rejected (its zone is unknown). One format for the agent and the flow meter: :mod:`ids_core.timestamps`."""
+    return utc_timestamp(moment)
 
 
 def dumps(doc: Any) -> bytes:
@@ -50,7 +74,7 @@ def _head(event_type: str, gateway: str, now: datetime | float | None) -> dict[s
     return {"timestamp": timestamp(now), "event_type": event_type, "gateway": gateway}
 
 
-# --------------------------------------------------------------------------- alerts topic
+# --------------------------------------------------------------------------- alerts topic: EVE alerts
 
 
 def alert(
@@ -61,43 +85,86 @@ def alert(
     threshold: float,
     model: Mapping[str, Any],
     now: datetime | None = None,
+    columns: Mapping[str, float] | None = None,
+    attack: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One EVE-like ``alert`` document for a flow scored at or above ``threshold``.
+    """One Suricata EVE ``alert`` for a flow scored at or above ``threshold``.
 
     ``ident`` keys (all optional): flow_id, src_ip, dst_ip, src_port, dst_port, protocol, timestamp, seq,
-    sensor; missing ones are left out of the document. Severity follows Suricata (1 = high): 1 when the
-    score is in the upper half of ``[threshold, 1]``, else 2.
+    sensor; missing ones are left out. ``columns``: the record's numeric IoTID20 columns by name (the model's
+    features), from which the ``flow`` counters, start, end and age come. ``attack``: an optional
+    ``(category name, probability)`` from an attack classifier, shown in ``alert.category`` and the metadata.
+    The gateway is ``host`` (Suricata's sensor name); score, threshold, model, sensor, seq and the record's
+    Flow_ID/Timestamp go to ``alert.metadata`` (read them back with :func:`ids_core.eve.read_alert`).
+    Severity follows Suricata (1 = high): 1 when the score is in the upper half of ``[threshold, 1]``, else 2.
     """
     score, threshold = float(score), float(threshold)
     if not (math.isfinite(score) and math.isfinite(threshold)):
         raise ValueError(f"expected finite score and threshold, got {score} and {threshold}")
     if score < threshold:
         raise ValueError(f"expected score >= threshold {threshold}, got {score}")
-    doc = _head("alert", gateway, now)
-    if ident.get("flow_id") is not None:
-        doc["flow_id"] = str(ident["flow_id"])
+    doc: dict[str, Any] = {"timestamp": timestamp(now), "event_type": "alert", "host": gateway}
     for src_key, doc_key in _ENDPOINT_KEYS:
         value = ident.get(src_key)
         if value is not None:
-            doc[doc_key] = _port(value) if doc_key.endswith("port") else str(value)
+            value = _port(value) if doc_key.endswith("port") else str(value)
+            if value is not None:
+                doc[doc_key] = value
     if ident.get("protocol") is not None:
         doc["proto"] = _proto(ident["protocol"])
-    if ident.get("timestamp") is not None:
-        doc["flow_timestamp"] = ident["timestamp"]  # as the record gave it (text or epoch number)
-    if ident.get("seq") is not None:
-        doc["seq"] = int(ident["seq"])
-    if ident.get("sensor") is not None:
-        doc["sensor"] = str(ident["sensor"])
+    cid = community_id(ident)
+    if cid is not None:
+        doc["community_id"] = cid
+    flow = _flow(ident.get("timestamp"), columns or {})
+    if flow:
+        doc["flow"] = flow
+    category = CATEGORY
+    attack_name = attack_probability = None
+    if attack is not None:
+        attack_name, attack_probability = str(attack[0]), float(attack[1])
+        category = f"{CATEGORY}: {attack_name}"
     doc["alert"] = {
+        "action": ACTION,
+        "gid": GID,
+        "signature_id": SIGNATURE_ID,
+        "rev": REV,
         "signature": SIGNATURE,
-        "category": CATEGORY,
+        "category": category,
         "severity": 1 if score - threshold >= (1.0 - threshold) / 2 else 2,
-        "score": score,
-        "threshold": threshold,
-        "verdict": "malicious",
+        "metadata": eve.encode_metadata(
+            {
+                eve.SCORE: score,
+                eve.THRESHOLD: threshold,
+                eve.VERDICT: "malicious",
+                eve.MODEL_NAME: model.get("name"),
+                eve.MODEL_VERSION: model.get("version"),
+                eve.MODEL_SHA256: model.get("sha256"),
+                eve.SENSOR: ident.get("sensor"),
+                eve.SEQ: None if ident.get("seq") is None else int(ident["seq"]),
+                eve.FLOW_ID: ident.get("flow_id"),
+                eve.FLOW_TIMESTAMP: ident.get("timestamp"),  # as the record gave it (text or epoch number)
+                eve.ATTACK_CATEGORY: attack_name,
+                eve.ATTACK_PROBABILITY: attack_probability,
+            }
+        ),
     }
-    doc["model"] = {key: model.get(key) for key in ("name", "version", "sha256")}
     return doc
+
+
+def community_id(ident: Mapping[str, Any]) -> str | None:
+    """The Community ID (spec v1, seed 0) of a TCP, UDP or SCTP flow whose addresses and ports are known."""
+    proto = _proto_number(ident.get("protocol"))
+    src, dst = ident.get("src_ip"), ident.get("dst_ip")
+    sport, dport = _port(ident.get("src_port")), _port(ident.get("dst_port"))
+    if proto not in _COMMUNITY_ID_PROTOCOLS or src is None or dst is None or sport is None or dport is None:
+        return None
+    try:
+        return _COMMUNITY_ID.calc(communityid.FlowTuple(proto, str(src), str(dst), sport, dport))
+    except (communityid.Error, ValueError):  # not an IP address, port out of range
+        return None
+
+
+# --------------------------------------------------------------------------- events topic: the agent's own events
 
 
 def alert_summary(
@@ -199,18 +266,73 @@ def bundle_status(*, gateway: str, event: Mapping[str, Any], now: datetime | Non
 # --------------------------------------------------------------------------- helpers
 
 
-def _port(value: Any) -> int | str:
-    """Ports from CSV often arrive as floats (``80.0``); keep anything unparsable as text."""
+def _port(value: Any) -> int | None:
+    """Ports from CSV often arrive as floats (``80.0``); None for anything that is not a port number."""
+    try:
+        port = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return port if 0 <= port <= 65535 else None
+
+
+def _proto_number(value: Any) -> int | None:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
-def _proto(value: Any) -> str | int:
-    """``TCP``/``UDP``/``ICMP`` for 6/17/1, the number for other protocols, text kept upper-case."""
-    try:
-        number = int(float(value))
-    except (TypeError, ValueError):
+def _proto(value: Any) -> str:
+    """Suricata's name for the protocol number (``TCP``, ``UDP``, …), else the number as text; text kept
+    upper-case."""
+    number = _proto_number(value)
+    if number is None:
         return str(value).upper()
-    return PROTOCOL_NAMES.get(number, number)
+    return PROTOCOL_NAMES.get(number, str(number))
+
+
+def _flow(start_value: Any, columns: Mapping[str, float]) -> dict[str, Any]:
+    """EVE's ``flow`` object from the record's columns: counters, and start/end/age when the record's
+    Timestamp and Flow_Duration are known. Non-finite or negative values are left out."""
+    flow: dict[str, Any] = {}
+    for column, key in _FLOW_COUNTERS:
+        count = _count(columns.get(column))
+        if count is not None:
+            flow[key] = count
+    start = _flow_start(start_value)
+    duration_us = _count(columns.get(_DURATION))
+    if start is not None:
+        flow["start"] = timestamp(start)
+        if duration_us is not None:
+            flow["end"] = timestamp(start + timedelta(microseconds=duration_us))
+    if duration_us is not None:
+        flow["age"] = duration_us // 1_000_000
+    return flow
+
+
+def _count(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and 0 <= number < 2**63 else None
+
+
+def _flow_start(value: Any) -> datetime | None:
+    """A record's Timestamp: epoch seconds, IoTID20's ``25/07/2019 03:25:53 AM`` or ISO 8601 text. Text
+    without a zone is read as UTC (the flow meter writes UTC); anything else gives None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+        text = str(value)
+        try:
+            moment = datetime.strptime(text, TIMESTAMP_FORMAT)
+        except ValueError:
+            moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
