@@ -33,7 +33,7 @@ from ids_core import systemd
 from ids_core.forwarder import Forwarder
 from ids_core.mqtt import PublishLink
 from ids_core.outbox import Outbox
-from ids_core.timestamps import rfc3339
+from ids_core.timestamps import utc_timestamp
 
 log = logging.getLogger("flowmeter")
 
@@ -210,7 +210,7 @@ class FlowmeterDaemon:
         m = self.meter.stats.as_dict()
         cap = self.capture.stats() if self.capture is not None else {}
         return {
-            "timestamp": rfc3339(),
+            "timestamp": utc_timestamp(),
             "event_type": "flowmeter_stats",
             "gateway": self.cfg.gateway_id,
             "sensor": self.cfg.sensor,
