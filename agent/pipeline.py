@@ -89,7 +89,7 @@ class Pipeline:
         )
         rl = cfg.alerts.rate_limit
         self.rate_limiter = RateLimiter(rl.max_alerts, rl.per_seconds)
-        self.topics = {leaf: cfg.topic(leaf) for leaf in ("alerts", "deadletter", "verdicts")}
+        self.topics = {leaf: cfg.topic(leaf) for leaf in ("alerts", "events", "deadletter", "verdicts")}
 
     # ------------------------------------------------------------------ feeding and swapping
 
@@ -261,15 +261,16 @@ class Pipeline:
         for rec, score in zip(records, scores.tolist(), strict=True):
             if score > threshold:
                 if self.rate_limiter.allow(str(rec.ident.get("src_ip", "unknown")), wall):
+                    columns = dict(zip(scorer.spec.features, rec.values.tolist(), strict=True))  # flow counters
                     doc = documents.alert(gateway=self.cfg.gateway_id, ident=rec.ident, score=score,
-                                          threshold=threshold, model=model, now=now)  # fmt: skip
+                                          threshold=threshold, model=model, now=now, columns=columns)  # fmt: skip
                     out.append((alert_topic, documents.dumps(doc), self.cfg.mqtt.qos, False))
                     alerts += 1
                 else:
                     suppressed += 1
         for summary in self.rate_limiter.summaries(wall):
             doc = {**summary, "gateway": self.cfg.gateway_id}
-            out.append((alert_topic, documents.dumps(doc), self.cfg.mqtt.qos, False))
+            out.append((self.topics["events"], documents.dumps(doc), self.cfg.mqtt.qos, False))
         if self.cfg.alerts.publish_verdicts:
             doc = documents.verdicts(gateway=self.cfg.gateway_id, model=model, threshold=threshold,
                                      idents=[r.ident for r in records], scores=scores.tolist(), now=now)  # fmt: skip
@@ -287,7 +288,7 @@ class Pipeline:
         return (self.topics["deadletter"], documents.dumps(doc), 1, False)
 
     def _gaps(self, now: datetime) -> list[Message]:
-        """``gap`` events (on the alerts topic) for the holes past the reordering window: those of this batch's
+        """``gap`` events (on the events topic) for the holes past the reordering window: those of this batch's
         sensors, and once a second those of every sensor."""
         sweep = time.monotonic() >= self._next_sweep
         if sweep:
@@ -297,5 +298,5 @@ class Pipeline:
             log.warning("flows %d…%d of sensor %r never arrived (%s)", gap.first, gap.last, gap.sensor, gap.reason)
             doc = documents.gap(gateway=self.cfg.gateway_id, sensor=gap.sensor, first=gap.first, last=gap.last,
                                 reason=gap.reason, now=now)  # fmt: skip
-            out.append((self.topics["alerts"], documents.dumps(doc), self.cfg.mqtt.qos, False))
+            out.append((self.topics["events"], documents.dumps(doc), self.cfg.mqtt.qos, False))
         return out
