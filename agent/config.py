@@ -7,6 +7,7 @@ files, and from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``): ``mqtt
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -56,8 +57,21 @@ class RateLimitSettings:
 
 @dataclass
 class AlertSettings:
+    threshold: float | None = setting(
+        None, help="alert when a flow's score is above this (0 < t < 1); None = the model's spec.json threshold"
+    )
     rate_limit: RateLimitSettings = setting(factory=RateLimitSettings)
     publish_verdicts: bool = setting(False, help="also publish every flow's score on <prefix>/<gw>/verdicts")
+
+    def validate(self) -> None:
+        t = self.threshold
+        if t is not None and not (math.isfinite(t) and 0.0 < t < 1.0):
+            problem = "is out of range" if math.isfinite(t) else "is not a finite number"
+            raise ConfigError(f"alerts.threshold: {t!r} {problem}; allowed: above 0 and below 1, or null (the model's)")
+
+    def threshold_for(self, model_threshold: float) -> float:
+        """The threshold in force: this site's ``threshold`` when set, else the model's (its spec.json)."""
+        return model_threshold if self.threshold is None else self.threshold
 
 
 @dataclass

@@ -227,12 +227,18 @@ class ModelLife:
 
 
 def merged_config(base: AgentConfig, fragment: bytes) -> AgentConfig:
-    """``base`` with a bundle's agent-config fragment applied (raises BadConfigError)."""
+    """``base`` with a bundle's agent-config fragment applied (raises BadConfigError).
+
+    A site's own ``alerts.threshold`` (set in ``base``) outlives every model: a fragment's does not replace it.
+    """
     try:
         doc = yaml.safe_load(fragment) or {}
         if not isinstance(doc, dict) or set(doc) - set(FRAGMENT_SECTIONS):
             raise ConfigError(f"a bundle may only set {FRAGMENT_SECTIONS}, got {doc!r:.200}")
-        return build(AgentConfig, _deep_merge(dataclasses.asdict(base), doc))
+        merged = build(AgentConfig, _deep_merge(dataclasses.asdict(base), doc))
+        if base.alerts.threshold is not None:
+            merged.alerts.threshold = base.alerts.threshold
+        return merged
     except (yaml.YAMLError, ConfigError) as e:
         raise BadConfigError(f"{FRAGMENT}: {e}") from e
 

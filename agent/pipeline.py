@@ -90,6 +90,17 @@ class Pipeline:
         rl = cfg.alerts.rate_limit
         self.rate_limiter = RateLimiter(rl.max_alerts, rl.per_seconds)
         self.topics = {leaf: cfg.topic(leaf) for leaf in ("alerts", "events", "deadletter", "verdicts")}
+        self._log_threshold()
+
+    @property
+    def threshold(self) -> float:
+        """The alert threshold in force: ``alerts.threshold`` when the site sets it, else the serving model's."""
+        return self.cfg.alerts.threshold_for(self.scorer.spec.threshold)
+
+    def _log_threshold(self) -> None:
+        own = self.scorer.spec.threshold
+        origin = "the model's" if self.cfg.alerts.threshold is None else f"alerts.threshold; the model's is {own}"
+        log.info("alert threshold %s (%s)", self.threshold, origin)
 
     # ------------------------------------------------------------------ feeding and swapping
 
@@ -123,6 +134,7 @@ class Pipeline:
         new.adopt_windows(self.scorer)
         old, self.scorer = self.scorer, new
         log.info("model switched: %s → %s", old.identity["version"], new.identity["version"])
+        self._log_threshold()
         if done:
             done(old)
 
@@ -252,7 +264,7 @@ class Pipeline:
             return [self._deadletter("", rej, now, model=scorer.identity) for rej in failed]
         self.stats.inference.add(t1 - t0)
         self.stats.batch_sizes.append(len(records))
-        threshold = scorer.spec.threshold
+        threshold = self.cfg.alerts.threshold_for(scorer.spec.threshold)  # read once: one threshold per batch
         model = scorer.identity
         out: list[Message] = []
         wall = time.time()

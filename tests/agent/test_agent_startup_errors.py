@@ -74,7 +74,8 @@ def test_the_tiny_model_itself_starts(tmp_path, model_dir):
 
 
 NON_FINITE = ["mqtt.reconnect_max_delay=.inf", "alerts.rate_limit.per_seconds=.nan", "batch.max_wait_ms=.nan",
-              "stats_interval=.inf", "bundle.probation_seconds=.nan", "mqtt.reconnect_min_delay=-.inf"]  # fmt: skip
+              "stats_interval=.inf", "bundle.probation_seconds=.nan", "mqtt.reconnect_min_delay=-.inf",
+              "alerts.threshold=.nan", "alerts.threshold=.inf"]  # fmt: skip
 
 
 @pytest.mark.parametrize("setting", NON_FINITE)
@@ -105,6 +106,22 @@ def test_a_secret_is_never_echoed_whatever_its_type(tmp_path, model_dir, how):
     line = assert_refused(start(tmp_path, model_dir, *sets, env=env, yaml_text=text))
     assert SECRET not in line and SECRET[:4] not in line, line
     assert "mqtt.password" in line or "agent.yaml" in line, line
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("0", ["out of range", "above 0 and below 1"]), ("1", ["out of range", "above 0 and below 1"]),
+     ("1.5", ["out of range"]), ("-0.2", ["out of range"]), ("high", ["expected float", "high"]),
+     ("true", ["expected float"])],
+)  # fmt: skip
+def test_alert_threshold_outside_0_1_stops_startup(tmp_path, model_dir, value, words):
+    """``alerts.threshold`` must lie strictly between 0 and 1 (at 0 every flow alerts, at 1 none can)."""
+    assert_refused(start(tmp_path, model_dir, f"alerts.threshold={value}"), "alerts.threshold:", *words)
+
+
+def test_alert_threshold_inside_0_1_starts(tmp_path, model_dir):
+    out = start(tmp_path, model_dir, "alerts.threshold=0.75")
+    assert out.returncode == 0 and out.stdout.startswith("configuration OK"), out.stderr
 
 
 def test_no_bundle_section_means_bundles_off(tmp_path, model_dir):
