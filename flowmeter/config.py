@@ -18,6 +18,7 @@ from flowmeter.settings import (
     DEFAULT_MAX_FLOWS,
     MeterSettings,
 )
+from ids_core.metrics_server import MetricsSettings
 from ids_core.mqtt import TOPIC_PART, MqttSettings
 from ids_core.statedir import StateDirConfig
 from ids_core.typedconfig import ConfigError, load_layered, setting
@@ -84,6 +85,7 @@ class FlowmeterConfig(StateDirConfig):
     mqtt: MqttSettings = setting(factory=MqttSettings)
     publish: PublishSettings = setting(factory=PublishSettings)
     outbox: OutboxSettings = setting(factory=OutboxSettings)
+    metrics: MetricsSettings = setting(factory=MetricsSettings)
     stats_interval: float = setting(30.0, min=0.1, max=86400.0, help="seconds between stats messages")
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

@@ -29,11 +29,12 @@ from flowmeter.meter import FlowMeter
 from flowmeter.pcapfile import CaptureError, read_capture
 from flowmeter.publisher import RecordBatcher
 from flowmeter.settings import MeterSettings
-from ids_core import systemd
+from ids_core import metrics_server, systemd
 from ids_core.forwarder import Forwarder
 from ids_core.mqtt import PublishLink
 from ids_core.outbox import Outbox
 from ids_core.timestamps import utc_timestamp
+from ids_core.typedconfig import ConfigError
 
 log = logging.getLogger("flowmeter")
 
@@ -55,6 +56,17 @@ def open_capture(cfg: FlowmeterConfig, interface: str, bpf: str, tick_s: float, 
         on_tick=on_tick,
         **{size_key: cfg.capture.buffer_bytes},
     )
+
+
+def start_metrics(daemon: FlowmeterDaemon) -> metrics_server.MetricsServer:
+    """The Prometheus endpoint on ``metrics.listen`` (a ``ConfigError`` naming the setting if it cannot start)."""
+    from flowmeter.metrics import FlowmeterCollector  # prometheus_client only when asked for
+
+    listen = daemon.cfg.metrics.listen
+    try:
+        return metrics_server.serve(listen, FlowmeterCollector(daemon))
+    except OSError as e:
+        raise ConfigError(f"metrics.listen: {listen}: {e.strerror or e}") from e
 
 
 class FlowmeterDaemon:
@@ -106,6 +118,8 @@ class FlowmeterDaemon:
                 wake=self.forwarder.wake,
             )
             self.meter = FlowMeter(meter_settings or cfg.meter.settings(), self.batcher.add)
+            self._stats_lock = threading.Lock()  # the capture's drop counter is read from the metrics thread too
+            self.metrics = start_metrics(self) if cfg.metrics.listen else None
         except BaseException:
             self.outbox.close()
             if self.capture is not None:
@@ -197,6 +211,8 @@ class FlowmeterDaemon:
         self.forwarder.finish(timeout=FINISH_TIMEOUT_S)
         self.publish_stats()
         self.link.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.capture is not None:
             self.capture.close()
         left = self.outbox.depth
@@ -208,7 +224,8 @@ class FlowmeterDaemon:
 
     def stats(self) -> dict[str, Any]:
         m = self.meter.stats.as_dict()
-        cap = self.capture.stats() if self.capture is not None else {}
+        with self._stats_lock:
+            cap = self.capture.stats() if self.capture is not None else {}
         return {
             "timestamp": utc_timestamp(),
             "event_type": "flowmeter_stats",
