@@ -18,7 +18,8 @@ from ids_core.columns import NUMERIC_COLUMNS
 
 
 def binary_metrics(y: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1 (Eqs 1–4), ROC AUC, average precision and the confusion matrix."""
+    """Accuracy, precision, recall, F1 (Eqs 1–4), ROC AUC, average precision, the confusion matrix and the
+    false-positive rate on benign windows (FP / (FP + TN))."""
     y = np.asarray(y).astype(int)
     pred = (np.asarray(scores) > threshold).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
@@ -32,6 +33,7 @@ def binary_metrics(y: np.ndarray, scores: np.ndarray, threshold: float = 0.5) ->
         "roc_auc": float(skm.roc_auc_score(y, scores)) if both else None,
         "average_precision": float(skm.average_precision_score(y, scores)) if both else None,
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+        "benign_fpr": float(fp / (fp + tn)) if fp + tn else None,
         "majority_class_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else None,
     }
 

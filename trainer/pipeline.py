@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from ids_core.columns import IDENTIFIER_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS
+from trainer.baseline import forest_summary
 from trainer.config import Profile
 from trainer.data import FlowTable, resolve_source
 from trainer.evaluate import (
@@ -186,6 +187,7 @@ def run(
     )
     scores[f"{main} int8"] = exported.shipped_scores
     results = evaluate_all(prep, scores, threshold)
+    baseline = forest_summary(prep.train_frame, prep.test_frame, prep.train, prep.test, seed=profile.seed)
     plots = make_plots(prep.test, trained, scores, results, out_dir)
     summary = {
         "profile": asdict(profile),
@@ -217,6 +219,7 @@ def run(
             for n, t in trained.items()
         },
         "results": results,
+        "baseline": baseline,
         "export": export_summary(exported),
         "plots": {k: p.name for k, p in plots.items()},
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
