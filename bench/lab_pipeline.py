@@ -8,7 +8,7 @@ it starts, before any lab traffic:
 - one ``agent.daemon`` per :class:`AgentSpec` (own ``mqtt.client_id`` and ``state_dir``, same ``gateway_id``):
   every agent scores every flow and publishes verdicts and alerts on the same gateway topics; their documents
   are told apart by the ``model`` field (the sha256 of the model file each agent loaded);
-- a recorder (``mosquitto_sub``) writing every flows/verdicts/alerts/deadletter message with its arrival time;
+- a recorder (``mosquitto_sub``) writing every flows/verdicts/alerts/events/deadletter message with its arrival time;
 - ``iotids-flowmeter --interface br0`` with promiscuous mode on (frames the bridge forwards between two ports,
   device ↔ attacker, reach a capture on the bridge device only then), at the meter's default timeouts unless
   ``meter_set`` overrides them.
@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from ids_core.artifacts import MODEL_FILES
+from ids_core.eve import read_alert
 from trafficlab.capture import tcpdump_capture
 from trafficlab.netns import Netns
 
@@ -49,7 +50,7 @@ PREFIX = "edge-ids-lab"
 GATEWAY = "labgw"
 SENSOR = "lab-meter"
 RECORD_NAME = "mqtt-record.txt"
-LEAVES = ("flows", "verdicts", "alerts", "deadletter", f"flowmeter/{SENSOR}/stats")
+LEAVES = ("flows", "verdicts", "alerts", "events", "deadletter", f"flowmeter/{SENSOR}/stats")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +136,12 @@ def read_record(path: Path, agents_by_sha: dict[str, str], sensor: str = SENSOR)
             if leaf == "deadletter":
                 rec.deadletters.append(doc)
                 continue
-            if leaf == "alerts" and doc.get("event_type") == "gap":
-                rec.gaps.append(doc)
+            if leaf == "events":  # the agents' gap and alert_summary events
+                if doc.get("event_type") == "gap":
+                    rec.gaps.append(doc)
                 continue
-            sha = (doc.get("model") or {}).get("sha256", "")
+            is_alert = leaf == "alerts" and doc.get("event_type") == "alert"
+            sha = (read_alert(doc).model if is_alert else doc.get("model") or {}).get("sha256") or ""
             agent = agents_by_sha.get(sha)
             if agent is None:
                 rec.unknown_models[sha] += 1
@@ -147,7 +150,7 @@ def read_record(path: Path, agents_by_sha: dict[str, str], sensor: str = SENSOR)
                 for v in doc.get("verdicts", []):
                     if v.get("sensor") == sensor and "seq" in v:
                         rec.verdicts[agent][int(v["seq"])].append((t, float(v["score"]), v["verdict"]))
-            elif leaf == "alerts" and doc.get("event_type") == "alert":
+            elif is_alert:
                 rec.alerts[agent].append((t, doc))
     return rec
 

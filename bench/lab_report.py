@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.lab_pipeline import SENSOR, AgentSpec, LivePipeline, read_record  # noqa: E402
+from ids_core.eve import read_alert  # noqa: E402
 from trafficlab.labels import label_flows, read_labels  # noqa: E402
 
 log = logging.getLogger("lab_report")
@@ -195,9 +196,10 @@ def live_numbers(work: Path, agents: list[AgentSpec]) -> dict[str, Any]:
         verdicts = rec.verdicts.get(agent.name, {})
         mal = {s for s, v in verdicts.items() if any(x[2] == "malicious" for x in v)}
         first_alert: dict[str, float] = {}
-        for t, alert in rec.alerts.get(agent.name, []):
-            lab = flow_labels.get(alert.get("seq"))
-            if lab and lab.attack and alert.get("sensor") == SENSOR:
+        for t, doc in rec.alerts.get(agent.name, []):
+            alert = read_alert(doc)
+            lab = flow_labels.get(alert.seq)
+            if lab and lab.attack and alert.sensor == SENSOR:
                 first_alert[lab.attack] = min(first_alert.get(lab.attack, float("inf")), t)
         per_attack = {}
         for name, a in attacks.items():

@@ -27,6 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from ids_core import artifacts
+from ids_core.eve import read_alert
 
 log = logging.getLogger("demo")
 GATEWAY = "demo-gw"
@@ -121,11 +122,10 @@ class Watcher:
             elif leaf == "alerts" and "src_ip" in doc:
                 self.pairs[f"{doc['src_ip']} → {doc.get('dest_ip', '?')}:{doc.get('dest_port', '?')}"] += 1
         if leaf == "alerts" and self.counts["alerts"] <= self.show:
-            a = doc.get("alert", {})
+            a = read_alert(doc)
             print(
-                f"  ALERT seq={doc.get('seq')} {doc.get('src_ip', '?')}:{doc.get('src_port', '?')} → "
-                f"{doc.get('dest_ip', '?')}:{doc.get('dest_port', '?')} {doc.get('proto', '')} "
-                f"score={a.get('score', doc.get('suppressed'))}"
+                f"  ALERT seq={a.seq} {doc.get('src_ip', '?')}:{doc.get('src_port', '?')} → "
+                f"{doc.get('dest_ip', '?')}:{doc.get('dest_port', '?')} {doc.get('proto', '')} score={a.score}"
             )
         elif leaf == "deadletter" and "ident" in doc:
             print(f"  DEAD-LETTER seq={doc['ident'].get('seq')}: {doc['reason']} — {doc['detail']}")

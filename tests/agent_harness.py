@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from flowmeter.replay import read_flows, records, replay
+from ids_core.eve import AlertReading, read_alert
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "edge-ids-test"
@@ -385,10 +386,16 @@ class Collector:
     def alerts(self) -> list[dict[str, Any]]:
         return [d for d in self.docs("alerts") if d.get("event_type") == "alert"]
 
+    def alert_readings(self, sensor: str | None = None) -> list[AlertReading]:
+        """Every alert read back (score, seq, sensor, … from ``alert.metadata``), in arrival order."""
+        return [r for r in map(read_alert, self.alerts()) if sensor is None or r.sensor == sensor]
+
     def alert_counts(self, sensor: str | None = None) -> collections.Counter[int]:
-        return collections.Counter(
-            a["seq"] for a in self.alerts() if "seq" in a and (sensor is None or a.get("sensor") == sensor)
-        )
+        return collections.Counter(r.seq for r in self.alert_readings(sensor) if r.seq is not None)
+
+    def events(self, event_type: str) -> list[dict[str, Any]]:
+        """The agent's own events (``alert_summary``, ``gap``) from the events topic."""
+        return [d for d in self.docs("events") if d.get("event_type") == event_type]
 
     def deadletters(self) -> list[dict[str, Any]]:
         return self.docs("deadletter")
@@ -431,8 +438,8 @@ class Collector:
         """The seqs named by ``gap`` events (flows the agent reports as never arrived)."""
         return {
             s
-            for g in self.docs("alerts")
-            if g.get("event_type") == "gap" and (sensor is None or g["sensor"] == sensor)
+            for g in self.events("gap")
+            if sensor is None or g["sensor"] == sensor
             for s in range(g["first_seq"], g["last_seq"] + 1)
         }
 
@@ -574,8 +581,8 @@ def duplicates(counts: collections.Counter[int]) -> dict[int, int]:
 
 
 def epoch(stamp: str) -> float:
-    """An alert/verdict ``timestamp`` (RFC 3339, UTC, ``…Z``) as epoch seconds."""
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    """A document's ``timestamp`` (EVE's form, ``…+0000``) as epoch seconds."""
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def retained(port: int, topic_name: str, timeout: float = 10) -> Received:

@@ -44,9 +44,9 @@ def test_every_flow_scored_once_and_alerts_equal_offline_int8(
     alert_counts = collector.alert_counts()
     assert not duplicates(alert_counts), duplicates(alert_counts)
     assert set(alert_counts) == offline.alerts()
-    for a in alerts:
-        assert a["alert"]["score"] == offline.scores[a["seq"]], a
-        assert a["alert"]["threshold"] == offline.threshold
+    for a in collector.alert_readings():
+        assert a.score == offline.scores[a.seq], a
+        assert a.threshold == offline.threshold
     verdicts = {v["seq"]: v for v in collector.verdicts()}
     for seq, v in verdicts.items():
         assert v["score"] == round(offline.scores[seq], 6), (v, offline.scores[seq])

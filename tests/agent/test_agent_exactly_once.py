@@ -21,6 +21,8 @@ pytest.register_assert_rewrite("agent_harness")
 
 from agent_harness import Stream, duplicates, report, sample_rows, score_offline, wait_until  # noqa: E402
 
+from ids_core.eve import read_alert  # noqa: E402
+
 pytest_plugins = ["agent_harness"]
 
 N_FLOWS = 5000
@@ -48,8 +50,9 @@ def scored(collector) -> tuple[collections.Counter[int], collections.Counter[int
     answers.update(
         d["ident"]["seq"] for d in distinct_docs(collector, "deadletter") if d.get("ident", {}).get("sensor") == SENSOR
     )
-    events = distinct_docs(collector, "alerts")
-    alerts = collections.Counter(a["seq"] for a in events if a["event_type"] == "alert" and a.get("sensor") == SENSOR)
+    readings = [read_alert(a) for a in distinct_docs(collector, "alerts") if a["event_type"] == "alert"]
+    alerts = collections.Counter(a.seq for a in readings if a.sensor == SENSOR)
+    events = distinct_docs(collector, "events")
     gaps = {s for g in events if g["event_type"] == "gap" and g["sensor"] == SENSOR
             for s in range(g["first_seq"], g["last_seq"] + 1)}  # fmt: skip
     return answers, alerts, gaps

@@ -29,6 +29,8 @@ from agent_harness import (  # noqa: E402
     wait_until,
 )
 
+from ids_core.eve import read_alert  # noqa: E402
+
 pytest_plugins = ["agent_harness"]
 
 N_FLOWS = 1000
@@ -109,8 +111,8 @@ def test_alerts_made_while_the_broker_is_down_are_stored_then_forwarded_oldest_f
     assert stored_alerts, f"no alert was made while the broker was down\n{agent.log()}"
     for a in stored_alerts:  # made during the outage (the batch closed after the broker went away)
         assert down <= epoch(a["timestamp"]) <= up, (a["timestamp"], down, up)
-    stored_seqs = [a["seq"] for a in stored_alerts]
-    received = [a["seq"] for a in collector.alerts()]
+    stored_seqs = [read_alert(a).seq for a in stored_alerts]
+    received = [a.seq for a in collector.alert_readings()]
     assert received[: len(stored_seqs)] == stored_seqs, "stored alerts not delivered first and oldest first"
     counts = collector.verdict_counts()
     assert not duplicates(counts), f"re-delivered flows were scored again: {duplicates(counts)}"

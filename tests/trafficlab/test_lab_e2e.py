@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.lab_pipeline import GATEWAY, SENSOR, AgentSpec, LivePipeline, read_record
+from ids_core.eve import read_alert
 from trafficlab.labels import label_flows
 from trafficlab.netns import require_netns
 from trafficlab.scenario import load_scenario
@@ -74,7 +75,7 @@ def test_no_gap_reported_and_alerts_come_from_the_gateway(lab_e2e):
     _result, _pipe, rec, _labels = lab_e2e
     assert not rec.gaps, rec.gaps[:3]
     assert rec.alerts["quick"], "no alert at all from a run full of attacks"
-    assert all(a.get("gateway") == GATEWAY for _t, a in rec.alerts["quick"])
+    assert all(read_alert(a).gateway == GATEWAY for _t, a in rec.alerts["quick"])
 
 
 def test_the_bridge_capture_sees_attacker_device_traffic_and_alerts_name_the_attacker(lab_e2e):
@@ -90,11 +91,12 @@ def test_the_bridge_capture_sees_attacker_device_traffic_and_alerts_name_the_att
     def alerted(types: set[str]) -> list[str]:
         hits = []
         for _t, alert in rec.alerts["quick"]:
-            lab = flow_labels.get(alert.get("seq"))
+            reading = read_alert(alert)
+            lab = flow_labels.get(reading.seq)
             if lab is None or lab.attack not in attacks or attacks[lab.attack]["type"] not in types:
                 continue
             attacker = set(attacks[lab.attack]["attacker_addresses"])
-            if alert.get("sensor") == SENSOR and {alert.get("src_ip"), alert.get("dest_ip")} & attacker:
+            if reading.sensor == SENSOR and {alert.get("src_ip"), alert.get("dest_ip")} & attacker:
                 hits.append(lab.attack)
         return hits
 
