@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from ids_core import typedconfig
+from ids_core.metrics_server import MetricsSettings
 from ids_core.mqtt import TOPIC_PART, MqttSettings, TlsSettings, credential
 from ids_core.statedir import StateDirConfig
 from ids_core.typedconfig import ConfigError, load_layered, setting
@@ -118,6 +119,7 @@ class AgentConfig(StateDirConfig):
     limits: MessageLimitSettings = setting(factory=MessageLimitSettings)
     outbox: OutboxSettings = setting(factory=OutboxSettings)
     bundle: BundleSettings = setting(factory=BundleSettings)
+    metrics: MetricsSettings = setting(factory=MetricsSettings)
     stats_interval: float = setting(30.0, min=0.1, help="seconds between stats messages")
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_json: bool = setting(False, help="one JSON object per log line")

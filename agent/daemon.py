@@ -2,7 +2,8 @@
 
 Threads: paho's network thread receives flows and PUBACKs; the pipeline thread scores micro-batches;
 the forwarder drains the outbox to the broker; the OTA thread installs model bundles; the main thread
-handles signals, reloads and stats. One stop event (``Agent.stop_event``) ends every one of their loops.
+handles signals, reloads and stats; with ``metrics.listen`` an HTTP thread answers Prometheus scrapes
+(:mod:`agent.metrics`). One stop event (``Agent.stop_event``) ends every one of their loops.
 SIGTERM: finish the batch in hand, publish ``offline``, exit. SIGHUP: reload the config and the model,
 switching models between two batches.
 """
@@ -29,14 +30,15 @@ from agent.pipeline import Pipeline
 from agent.scorer import Scorer
 from agent.stats import Stats
 from firmware_bundle.errors import KeyFileError  # no cryptography needed to catch it
-from ids_core import systemd
+from ids_core import metrics_server, systemd
 from ids_core.forwarder import Forwarder
+from ids_core.metrics_server import MetricsServer
 from ids_core.outbox import Outbox
 from ids_core.typedconfig import describe
 
 log = logging.getLogger("agent")
 
-RESTART_ONLY = ("mqtt", "gateway_id", "state_dir", "outbox", "bundle")
+RESTART_ONLY = ("mqtt", "gateway_id", "state_dir", "outbox", "bundle", "metrics")
 
 
 class JsonFormatter(logging.Formatter):
@@ -96,6 +98,14 @@ class Agent:
         )  # fmt: skip
         self._watchdog = systemd.watchdog_interval()
         self._last_ping = 0.0
+        self.metrics: MetricsServer | None = None
+
+    def start_metrics(self) -> None:
+        """The Prometheus endpoint, when ``metrics.listen`` is set (``ConfigError``/``OSError`` if it cannot be)."""
+        if self.cfg.metrics.listen:
+            from agent.metrics import AgentCollector  # prometheus_client only when asked for
+
+            self.metrics = metrics_server.serve(self.cfg.metrics.listen, AgentCollector(self))
 
     # ------------------------------------------------------------------ model bundles
 
@@ -107,6 +117,7 @@ class Agent:
     def bundle_status(self, event: dict[str, Any]) -> None:
         """Install progress on ``<prefix>/<gateway>/bundle/status`` (through the outbox: never lost)."""
         doc = documents.bundle_status(gateway=self.cfg.gateway_id, event=event)
+        self.stats.bundle(str(event.get("event", "")), str(event.get("reason", "")))
         log.info("bundle status: %s", {k: v for k, v in doc.items() if k != "timestamp"})
         self.outbox.put_many([(self.cfg.topic("bundle/status"), documents.dumps(doc), 1, False)])
         self.forwarder.wake()
@@ -153,6 +164,8 @@ class Agent:
         self.forwarder.finish(timeout=5.0)
         self.publish_stats()
         self.link.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         left = self.outbox.depth
         self.outbox.close()
         log.info("stopped; %d messages left in the outbox for the next start", left)
@@ -189,7 +202,12 @@ class Agent:
         systemd.ready()
 
     def publish_stats(self) -> None:
-        snapshot = self.stats.snapshot(
+        doc = documents.stats(self.stats_snapshot())
+        self.link.publish(self.cfg.instance_topic("stats"), documents.dumps(doc), qos=0)
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """What the stats topic carries, and what the Prometheus endpoint shows (:mod:`agent.metrics`)."""
+        return self.stats.snapshot(
             gateway=self.cfg.gateway_id,
             client_id=self.cfg.client_id,
             agent_version=__version__,
@@ -204,7 +222,6 @@ class Agent:
             disconnects=self.link.disconnects,
             sequences={"sensors": len(self.pipeline.sequences), "missing": self.pipeline.sequences.missing},
         )
-        self.link.publish(self.cfg.instance_topic("stats"), documents.dumps(documents.stats(snapshot)), qos=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration OK; model {agent.scorer.identity}")
         agent.outbox.close()
         return 0
+    try:
+        agent.start_metrics()
+    except (ConfigError, OSError) as e:
+        text = str(e) if isinstance(e, ConfigError) else f"metrics.listen: {cfg.metrics.listen}: {e.strerror or e}"
+        print(f"iotids-agent: cannot start: {text}", file=sys.stderr)
+        agent.outbox.close()
+        return EXIT_STARTUP
     return agent.run()
 
 
