@@ -56,6 +56,13 @@ def test_the_schema_rejects_the_pre_eve_shape(eve):
         assert word in found, found
 
 
+def test_the_readme_example_alert_validates(eve):
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("An alert is a Suricata EVE", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    doc = json.loads(example)
+    assert problems(eve, doc) == [] and read_alert(doc).score == 0.984375
+
+
 @pytest.mark.parametrize(
     "ident",
     [
