@@ -14,8 +14,9 @@ EPILOG = """\
 examples:
   iotids-train run                                   # quick profile on the real sample (or synthetic data)
   iotids-train run --profile paper --data "/data/IoT Network Intrusion Dataset.csv" --out runs/paper
-  iotids-train grid --profile quick --limit 4        # first 4 of the 144 Table II combinations
-  iotids-train grid --only optimizer=adam,batch_size=256
+  iotids-train grid --profile quick --limit 4        # first 4 of the 144 Table II combinations, on a local Ray
+  iotids-train grid --only optimizer=adam,batch_size=256 --cpus 2
+  iotids-train grid --profile paper --address ray://head:10001 --storage /shared/grid   # on a Ray cluster
   iotids-train estimate --profile paper --rows 625415  # time a few training steps, extrapolate the full run
   iotids-train synth --rows 20000 --out data/        # SYNTHETIC flows in the IoTID20 schema
   iotids-train adapt --site-benign site.csv --out runs/site   # learn a site's own benign traffic
@@ -59,11 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output directory (default: runs/<profile>)")
     p.add_argument("--model-version", help="version string recorded in the spec (default: <profile>-<UTC time>)")
 
-    p = sub.add_parser("grid", help="resumable grid search over Table II (results appended as they finish)")
+    p = sub.add_parser("grid", help="grid search over Table II on Ray Tune (resumable; local Ray or a cluster)")
     _profile_args(p)
-    p.add_argument("--out", type=Path, default=None, help="directory of grid.jsonl (default: runs/<profile>-grid)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="directory of grid.jsonl and grid.md (default: runs/<profile>-grid)"
+    )
     p.add_argument("--limit", type=int, help="run only the first N combinations")
     p.add_argument("--only", default="", help="filter, e.g. optimizer=adam,batch_size=256")
+    p.add_argument(
+        "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local Ray for this run)"
+    )
+    p.add_argument("--cpus", type=int, help="CPUs of the local Ray (default: all of this machine's)")
+    p.add_argument(
+        "--storage",
+        help="Ray Tune's experiment storage (default: OUT/tune); on a cluster, a path every node sees or s3://…",
+    )
+    p.add_argument(
+        "--scheduler", choices=("none", "asha"), help="asha: stop weak combinations early (default: grid.scheduler)"
+    )
 
     p = sub.add_parser("estimate", help="time training steps at the profile's shape and extrapolate the full cost")
     _profile_args(p)
@@ -180,9 +194,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             print_summary(summary["site_adaptation"], args.out)
         elif args.command == "grid":
-            from trainer.grid import run_grid
+            from trainer.grid import GridIncomplete, run_grid
 
-            run_grid(profile, args.out or Path("runs") / f"{profile.name}-grid", limit=args.limit, only=args.only)
+            try:
+                run_grid(
+                    profile,
+                    args.out or Path("runs") / f"{profile.name}-grid",
+                    limit=args.limit,
+                    only=args.only,
+                    address=args.address,
+                    cpus=args.cpus,
+                    storage=args.storage,
+                    scheduler=args.scheduler,
+                )
+            except GridIncomplete as e:
+                print(f"iotids-train: {e}", file=sys.stderr)
+                return 1
         elif args.command == "estimate":
             from trainer.estimate import estimate
 

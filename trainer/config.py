@@ -83,6 +83,12 @@ class Export:
 
 
 @dataclass
+class TrialResources:
+    cpu: float = setting(1.0, min=0.0, help="CPUs per grid trial; TensorFlow's intra/inter-op threads follow it")
+    gpu: float = setting(0.0, min=0.0, help="GPUs per grid trial (a fraction shares a GPU between trials)")
+
+
+@dataclass
 class Grid:
     epochs: int = setting(3, min=1)
     learning_rate: list[float] = setting(factory=lambda: [0.001, 0.0001], min=0.0)
@@ -90,6 +96,11 @@ class Grid:
     num_layers: list[int] = setting(factory=lambda: [1, 2, 3], choices=(1, 2, 3))
     num_dense_layers: list[int] = setting(factory=lambda: [1, 2], choices=(1, 2))
     batch_size: list[int] = setting(factory=lambda: [32, 64, 128, 256], min=1)
+    trial_resources: TrialResources = setting(factory=TrialResources, help="what Ray reserves for each trial")
+    max_failures: int = setting(2, min=0, help="times a failed trial is retried from scratch")
+    scheduler: str = setting(
+        "none", choices=("none", "asha"), help="none = every combination all epochs (the paper) | asha = early stop"
+    )
 
 
 @dataclass

@@ -1,34 +1,45 @@
-"""Grid search over Table II (Section III-B): 144 combinations × 3 epochs, resumable.
+"""Grid search over Table II (Section III-B) on Ray Tune: 144 combinations × 3 epochs, resumable, distributable.
 
-Each finished combination is appended to ``grid.jsonl`` at once (one fsynced line), so an
-interrupted search resumes where it stopped: finished combinations are skipped on restart. The
-recurrent stack follows the hybrid pattern (layer 1 GRU 256, layer 2 LSTM 128, layer 3 GRU 64, as
-many as ``num_layers``); dense layers are 128 then 64. Models are ranked on the validation part
-(the paper ranked on its test set; test metrics are recorded beside, for comparison).
+One Ray Tune experiment runs the selected combinations that are not yet in ``grid.jsonl``. Ray runs locally
+(sized to the machine or ``cpus``) or joins a cluster (``address`` / ``RAY_ADDRESS``); each trial reserves the
+profile's ``grid.trial_resources`` and TensorFlow in a trial uses that many threads. The prepared data is put in
+Ray's object store once (``tune.with_parameters``) and read by every trial from there. The experiment state lives
+under ``<out>/tune`` (or ``storage``, e.g. shared storage for a cluster): an interrupted grid is resumed with
+``Tuner.restore`` (finished trials are not run again), a failed trial is retried ``grid.max_failures`` times.
+Optional ASHA early stopping (``grid.scheduler: asha``). Finished combinations are appended to ``grid.jsonl``
+(the result format), so a later, larger selection skips them; ``grid.md`` is the ranked table. The recurrent
+stack follows the hybrid pattern (layer 1 GRU 256, layer 2 LSTM 128, layer 3 GRU 64, as many as
+``num_layers``); dense layers are 128 then 64. Models are ranked on the validation part (the paper ranked on
+its test set; test metrics are recorded beside, for comparison).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from ray import tune
 
 from trainer.config import Profile
-from trainer.evaluate import binary_metrics
-from trainer.pipeline import prepare
-from trainer.train import predict, train_model, validation_split
 
 log = logging.getLogger(__name__)
 
 PARAMS = ("learning_rate", "optimizer", "num_layers", "num_dense_layers", "batch_size")
 RANK_BY = ("val_accuracy", "val_auc")
+RESULTS = "grid.jsonl"
+TABLE = "grid.md"
+TRIALS_LOG = "grid-trials.log"  # one line per trial event (start, retry, done, error), for people and tests
 
 
 def combinations(profile: Profile) -> list[dict[str, Any]]:
@@ -79,10 +90,37 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def run_grid(profile: Profile, out_dir: Path, *, limit: int | None = None, only: str = "") -> list[dict[str, Any]]:
-    """Run the (selected) grid, skipping finished combinations; returns all results ranked."""
+def experiment_name(profile: Profile, pending: list[dict[str, Any]]) -> str:
+    """Names the experiment by what it computes (data, preprocessing, training, the combinations to run).
+
+    The same command after an interruption finds the same experiment and restores it; a different selection
+    or profile starts a new one. Resources, retries and the scheduler are not part of the name.
+    """
+    settings = dataclasses.asdict(profile)
+    for runtime in ("trial_resources", "max_failures", "scheduler"):
+        settings["grid"].pop(runtime)
+    blob = json.dumps({"profile": settings, "combinations": [combo_key(c) for c in pending]}, sort_keys=True)
+    return "grid-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_grid(
+    profile: Profile,
+    out_dir: Path,
+    *,
+    limit: int | None = None,
+    only: str = "",
+    address: str | None = None,
+    cpus: int | None = None,
+    storage: str | None = None,
+    scheduler: str | None = None,
+) -> list[dict[str, Any]]:
+    """Run the (selected) grid on Ray Tune, skipping finished combinations; returns the selection's results ranked.
+
+    Raises :class:`GridIncomplete` when a trial failed (after its retries) or the run was interrupted; the
+    finished combinations are recorded either way and the same command continues.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_path = out_dir / "grid.jsonl"
+    results_path = out_dir / RESULTS
     todo = select(combinations(profile), only, limit)
     done = load_results(results_path)
     pending = [c for c in todo if combo_key(c) not in done]
@@ -92,51 +130,258 @@ def run_grid(profile: Profile, out_dir: Path, *, limit: int | None = None, only:
         len(todo) - len(pending),
         len(pending),
     )
+    missing: list[str] = []
     if pending:
-        prep = prepare(profile, out_dir / "data")
-        _, val_part = validation_split(prep.train, profile.train.validation_split, profile.seed)
-        for params in tqdm(pending, desc="grid search", unit="combo"):
-            start = time.perf_counter()
-            cfg = replace(
-                profile.train,
-                epochs=profile.grid.epochs,
-                batch_size=params["batch_size"],
-                learning_rate=params["learning_rate"],
-                optimizer=params["optimizer"],
-            )
-            trained = train_model(
-                profile.model.name,
-                prep.train,
-                cfg,
-                out_dir,
-                seed=profile.seed,
-                verbose=0,
-                early_stopping=False,
-                num_layers=params["num_layers"],
-                dense=(128, 64)[: params["num_dense_layers"]],
-            )
-            val = binary_metrics(val_part.y, predict(trained.model, val_part))
-            test = binary_metrics(prep.test.y, predict(trained.model, prep.test))
-            record = {
-                "key": combo_key(params),
-                "params": params,
-                "val_accuracy": val["accuracy"],
-                "val_auc": val["roc_auc"],
-                "validation": val,
-                "test": test,
-                "history": trained.history,
-                "seconds": round(time.perf_counter() - start, 1),
-            }
+        for record in _tune(profile, out_dir, pending, address, cpus, storage, scheduler or profile.grid.scheduler):
             _append(results_path, record)
             done[record["key"]] = record
-    ranked = sorted((done[combo_key(c)] for c in todo), key=lambda r: tuple(-(r[k] or 0) for k in RANK_BY))
-    table = write_table(ranked, out_dir / "grid.md")
+        missing = [combo_key(c) for c in pending if combo_key(c) not in done]
+    ranked = rank([done[combo_key(c)] for c in todo if combo_key(c) in done])
+    table = write_table(ranked, out_dir / TABLE)
     print(table)
+    if missing:
+        raise GridIncomplete(
+            f"{len(missing)} of {len(todo)} combinations did not finish (failed after retries or interrupted): "
+            f"{'; '.join(missing)}. Run the same command again to continue."
+        )
     return ranked
 
 
+def rank(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best first by validation accuracy, then AUC; combinations ASHA stopped early (no test metrics) last."""
+    return sorted(records, key=lambda r: (r.get("test") is None, *(-(r[k] or 0) for k in RANK_BY)))
+
+
+class GridIncomplete(RuntimeError):
+    """Some combinations of the grid did not finish."""
+
+
+@contextmanager
+def ray_session(address: str | None = None, cpus: int | None = None) -> Iterator[dict[str, float]]:
+    """Join the cluster at ``address`` / ``RAY_ADDRESS``, or start a quiet local Ray (no dashboard, no usage
+    stats, warnings only) whose temporary directory is removed afterwards."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no banner, no status tables
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local workers
+    import ray
+
+    # Ray's own warnings (e.g. token auth on by default, slow steps on a busy machine) only with -v; the trials'
+    # stdout/stderr (TensorFlow's start-up lines) likewise. A failing trial's traceback is reported either way.
+    verbose = log.isEnabledFor(logging.DEBUG)
+    quiet = {"logging_level": logging.WARNING if verbose else logging.ERROR, "log_to_driver": verbose}
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    temp_dir = None
+    if address:
+        log.info("grid: joining the Ray cluster at %s", address)
+        ray.init(address=address, **quiet)
+    else:
+        # short path: Ray's socket paths must stay under the 107-byte Unix limit
+        temp_dir = tempfile.mkdtemp(prefix="iotids-ray-")
+        ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=temp_dir, **quiet)
+    res = ray.cluster_resources()
+    log.info("grid: Ray %s, %g CPUs, %g GPUs", ray.__version__, res.get("CPU", 0), res.get("GPU", 0))
+    try:
+        yield res
+    finally:
+        ray.shutdown()
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _tune(
+    profile: Profile,
+    out_dir: Path,
+    pending: list[dict[str, Any]],
+    address: str | None,
+    cpus: int | None,
+    storage: str | None,
+    scheduler: str,
+) -> list[dict[str, Any]]:
+    """Run or restore the experiment for ``pending``; returns the records of the trials that finished."""
+    from trainer.pipeline import prepare
+    from trainer.train import validation_split
+
+    storage_path = storage or str((out_dir / "tune").resolve())
+    name = experiment_name(profile, pending)
+    res = profile.grid.trial_resources
+    with ray_session(address, cpus) as cluster:
+        for kind, need in (("CPU", res.cpu), ("GPU", res.gpu)):
+            if need > cluster.get(kind, 0):
+                raise ValueError(
+                    f"grid.trial_resources.{kind.lower()}: a trial needs {need:g} {kind}s, "
+                    f"the Ray cluster has {cluster.get(kind, 0):g}"
+                )
+        prep = prepare(profile, out_dir / "data")
+        _, val_part = validation_split(prep.train, profile.train.validation_split, profile.seed)
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, profile=profile, train=prep.train, val=val_part, test=prep.test),
+            {"cpu": res.cpu, "gpu": res.gpu},
+        )
+        path = f"{storage_path.rstrip('/')}/{name}"
+        if tune.Tuner.can_restore(path):
+            log.info("grid: resuming the interrupted experiment %s (finished trials are kept)", path)
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
+        else:
+            log.info("grid: experiment %s, %d trials, %g CPU / %g GPU each", path, len(pending), res.cpu, res.gpu)
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"params": tune.grid_search(pending)},
+                tune_config=tune.TuneConfig(
+                    scheduler=_scheduler(scheduler, profile.grid.epochs),
+                    trial_name_creator=_trial_name,
+                    trial_dirname_creator=_trial_name,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=storage_path,
+                    failure_config=tune.FailureConfig(max_failures=profile.grid.max_failures),
+                    callbacks=[TrialLog(out_dir / TRIALS_LOG)],
+                    verbose=0,
+                ),
+            )
+        results = tuner.fit()
+    records = []
+    for result in results:
+        if result.error is not None or not result.metrics or "val_accuracy" not in result.metrics:
+            continue
+        records.append(_record(result.config["params"], result.metrics))
+    return records
+
+
+def _scheduler(name: str, epochs: int) -> Any:
+    if name == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="training_iteration", metric="val_accuracy", mode="max", max_t=epochs, grace_period=1
+    )
+
+
+def _trial_name(trial: Any) -> str:
+    p = trial.config["params"]
+    combo = f"lr{p['learning_rate']}_{p['optimizer']}_l{p['num_layers']}_d{p['num_dense_layers']}_b{p['batch_size']}"
+    return f"{trial.trial_id}_{combo}"
+
+
+def _record(params: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The grid.jsonl line of a trial from its last reported metrics (a trial ASHA stopped has no test metrics)."""
+    if "record" in metrics:
+        return metrics["record"]
+    return {
+        "key": combo_key(params),
+        "params": params,
+        "val_accuracy": metrics["val_accuracy"],
+        "val_auc": None,
+        "validation": None,
+        "test": None,
+        "history": None,
+        "stopped_at_epoch": metrics.get("training_iteration"),
+        "seconds": round(metrics.get("time_total_s", 0.0), 1),
+    }
+
+
+def _trial(config: dict[str, Any], *, profile: Profile, train: Any, val: Any, test: Any) -> None:
+    """One combination: train ``grid.epochs`` epochs, report each epoch, the last report carries the record."""
+    cpus = max(1, int(profile.grid.trial_resources.cpu))
+    _limit_tensorflow_threads(cpus)
+
+    from tensorflow import keras
+
+    from trainer.evaluate import binary_metrics
+    from trainer.train import predict, train_model
+
+    params = config["params"]
+    epochs = profile.grid.epochs
+
+    class EpochReport(keras.callbacks.Callback):
+        """Every epoch but the last goes to Tune (progress; ASHA decides on it); the last one is reported below."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if epoch + 1 < epochs:
+                logs = logs or {}
+                tune.report({"epoch": epoch + 1, "val_accuracy": float(logs.get("val_accuracy", 0.0))})
+
+    start = time.perf_counter()
+    cfg = dataclasses.replace(
+        profile.train,
+        epochs=epochs,
+        batch_size=params["batch_size"],
+        learning_rate=params["learning_rate"],
+        optimizer=params["optimizer"],
+    )
+    trained = train_model(
+        profile.model.name,
+        train,
+        cfg,
+        Path(tune.get_context().get_trial_dir()),
+        seed=profile.seed,
+        verbose=0,
+        early_stopping=False,
+        extra_callbacks=(EpochReport(),),
+        num_layers=params["num_layers"],
+        dense=(128, 64)[: params["num_dense_layers"]],
+    )
+    val_m = binary_metrics(val.y, predict(trained.model, val))
+    test_m = binary_metrics(test.y, predict(trained.model, test))
+    record = {
+        "key": combo_key(params),
+        "params": params,
+        "val_accuracy": val_m["accuracy"],
+        "val_auc": val_m["roc_auc"],
+        "validation": val_m,
+        "test": test_m,
+        "history": trained.history,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    tune.report({"epoch": epochs, "val_accuracy": val_m["accuracy"], "record": record})
+
+
+def _limit_tensorflow_threads(cpus: int) -> None:
+    """TensorFlow in a trial uses the trial's CPUs, not the machine's (set before TF's first op)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(cpus)
+    except RuntimeError:  # TF already initialised in this worker process (a reused actor): keep its setting
+        log.debug("TensorFlow threads already set in this worker")
+
+
+class TrialLog(tune.Callback):
+    """One logged and recorded line per trial event (start, retry, done, error); epoch progress is logged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _line(self, event: str, trial: Any, detail: str = "") -> None:
+        key = combo_key(trial.config["params"])
+        with self.path.open("a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {event} {key} {detail}\n")
+        log.info("grid: %s %s %s", event, key, detail)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line("start", trial)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line("retry", trial, f"(failure {trial.run_metadata.num_failures})")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "record" not in result:
+            key = combo_key(trial.config["params"])
+            log.info("grid: %s epoch %s val_accuracy %.4f", key, result.get("epoch"), result.get("val_accuracy", 0))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        r = trial.last_result or {}
+        finished = 1 + sum(t.status == "TERMINATED" for t in trials if t is not trial)  # restored ones too
+        self._line("done", trial, f"val_accuracy {r.get('val_accuracy', 0.0):.4f} ({finished}/{len(trials)})")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line("error", trial, f"(after {trial.run_metadata.num_failures} failures)")
+
+
 def write_table(ranked: list[dict[str, Any]], path: Path) -> str:
-    """The ranked results as a markdown table (best first)."""
+    """The ranked results as a markdown table (best first; combinations ASHA stopped early last, without test)."""
     lines = [
         "| rank | "
         + " | ".join(PARAMS)
@@ -145,11 +390,14 @@ def write_table(ranked: list[dict[str, Any]], path: Path) -> str:
     ]
     for i, r in enumerate(ranked, 1):
         t = r["test"]
+        if t is None:
+            test_cols = f"stopped at epoch {r.get('stopped_at_epoch')} | – | – | –"
+        else:
+            test_cols = f"{t['accuracy']:.4f} | {t['precision']:.4f} | {t['recall']:.4f} | {t['roc_auc'] or 0:.4f}"
         lines.append(
             f"| {i} | "
             + " | ".join(str(r["params"][k]) for k in PARAMS)
-            + f" | {r['val_accuracy']:.4f} | {r['val_auc'] or 0:.4f} | {t['accuracy']:.4f} | {t['precision']:.4f}"
-            f" | {t['recall']:.4f} | {t['roc_auc'] or 0:.4f} | {r['seconds']} |"
+            + f" | {r['val_accuracy']:.4f} | {r['val_auc'] or 0:.4f} | {test_cols} | {r['seconds']} |"
         )
     text = "\n".join(lines) + "\n"
     path.write_text(text)

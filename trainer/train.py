@@ -69,11 +69,13 @@ def train_model(
     seed: int = 42,
     verbose: int = 2,
     early_stopping: bool = True,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     **hp: Any,
 ) -> TrainedModel:
     """Train ``name`` on ``train`` per Algorithm 1; the best checkpoint is kept in ``out_dir``.
 
-    ``early_stopping=False`` trains exactly ``cfg.epochs`` epochs without callbacks (the grid search).
+    ``early_stopping=False`` trains exactly ``cfg.epochs`` epochs without callbacks (the grid search);
+    ``extra_callbacks`` are added either way (the grid reports each epoch to Ray Tune with one).
     """
     keras.utils.set_random_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,7 @@ def train_model(
         validation_data=_validation_data(val),
         epochs=cfg.epochs,
         steps_per_epoch=cfg.steps_per_epoch,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *extra_callbacks],
         verbose=verbose,
     )
     seconds = time.perf_counter() - start

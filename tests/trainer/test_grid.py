@@ -1,38 +1,65 @@
-"""The resumable Table II grid search (trainer/grid.py) on the real sample: 2 cheap combinations, 1 epoch each."""
+"""The Table II grid search on Ray Tune (trainer/grid.py): selection, experiment identity, result format, and a
+2-combination grid on a local Ray (2 CPUs) that is SIGKILLed after its first trial and resumed without repeating it."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
-import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from trainer.config import load_profile
-from trainer.grid import PARAMS, combinations, combo_key, load_results, run_grid, select
+from trainer.config import ConfigError, load_profile
+from trainer.grid import (
+    PARAMS,
+    RESULTS,
+    TABLE,
+    TRIALS_LOG,
+    _append,
+    combinations,
+    combo_key,
+    experiment_name,
+    load_results,
+    rank,
+    run_grid,
+    select,
+    write_table,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["grid.epochs=1", "features.extra_trees_estimators=10"]
-# two 1-layer, 1-dense models at batch 256 (adam, then adamax)
 ONLY = "learning_rate=0.001,num_layers=1,num_dense_layers=1,batch_size=256"
+# tiny: 2,000 synthetic rows, 1 epoch; each trial takes both CPUs, so the trials run one after the other
+TINY = [
+    "data=synthetic",
+    "synthetic_rows=2000",
+    "features.extra_trees_estimators=10",
+    "grid.epochs=1",
+    "grid.batch_size=[256,128]",
+    "grid.trial_resources.cpu=2",
+]
+TINY_ONLY = "learning_rate=0.001,optimizer=adam,num_layers=1,num_dense_layers=1"
 
 
-def _profile(sample_csv: Path):
-    return load_profile("quick", overrides=[f"data={sample_csv}", *FAST])
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines()
+def _tiny():
+    return load_profile("quick", overrides=TINY)
 
 
 def _table_rows(grid_md: Path) -> list[list[str]]:
     rows = [line for line in grid_md.read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
     return [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+
+
+def _record(params: dict, val: float, test: dict | None = None, **extra) -> dict:
+    return {"key": combo_key(params), "params": params, "val_accuracy": val, "val_auc": 0.9, "test": test, **extra}
 
 
 def test_selection() -> None:
@@ -48,107 +75,157 @@ def test_selection() -> None:
         select(combos, "epochs=3")
 
 
-@pytest.fixture(scope="module")
-def two_combo_grid(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    out = tmp_path_factory.mktemp("grid")
-    return out, run_grid(_profile(sample_csv), out, limit=2, only=ONLY)
+def test_grid_settings_and_experiment_identity() -> None:
+    profile = load_profile("quick")
+    g = profile.grid
+    assert (g.trial_resources.cpu, g.trial_resources.gpu, g.max_failures, g.scheduler) == (1.0, 0.0, 2, "none")
+    assert load_profile("paper").grid.scheduler == "none"  # paper-faithful: every combination all epochs
+    with pytest.raises(ConfigError, match=r"grid\.scheduler"):
+        load_profile("quick", overrides=["grid.scheduler=hyperband"])
+    with pytest.raises(ConfigError, match=r"grid\.trial_resources\.gpu"):
+        load_profile("quick", overrides=["grid.trial_resources.gpu=-1"])
+    combos = select(combinations(profile), ONLY)
+    name = experiment_name(profile, combos)
+    assert name == experiment_name(profile, list(combos)) and name.startswith("grid-")
+    # resources, retries and the scheduler do not change what is computed: the same experiment is restored
+    runtime = dataclasses.replace(
+        g, trial_resources=dataclasses.replace(g.trial_resources, cpu=4), max_failures=0, scheduler="asha"
+    )
+    assert experiment_name(dataclasses.replace(profile, grid=runtime), combos) == name
+    # another selection, other data or another epoch count is another experiment
+    assert experiment_name(profile, combos[:1]) != name
+    assert experiment_name(dataclasses.replace(profile, data="synthetic"), combos) != name
+    assert experiment_name(dataclasses.replace(profile, grid=dataclasses.replace(g, epochs=1)), combos) != name
 
 
-def test_two_combination_grid(two_combo_grid: tuple[Path, list[dict]]) -> None:
-    out, ranked = two_combo_grid
-    assert len(ranked) == 2
-    assert {r["params"]["optimizer"] for r in ranked} == {"adam", "adamax"}
-    assert [r["val_accuracy"] for r in ranked] == sorted((r["val_accuracy"] for r in ranked), reverse=True)
-    for r in ranked:
-        assert len(r["history"]["loss"]) == 1  # grid.epochs=1, no early stopping
-        assert 0.5 < r["val_accuracy"] <= 1.0 and 0.5 < r["test"]["accuracy"] <= 1.0
-        assert r["validation"]["n"] == 1600 and r["test"]["n"] == 2000
-    assert sorted(load_results(out / "grid.jsonl")) == sorted(r["key"] for r in ranked)
-    rows = _table_rows(out / "grid.md")
-    assert [row[0] for row in rows] == ["1", "2"]
-    assert [row[1 + PARAMS.index("optimizer")] for row in rows] == [r["params"]["optimizer"] for r in ranked]
-    assert rows[0][1 + len(PARAMS)] == f"{ranked[0]['val_accuracy']:.4f}"
+def test_results_file_and_ranked_table(tmp_path: Path) -> None:
+    """grid.jsonl survives a torn last line; the table ranks by validation, ASHA-stopped combinations last."""
+    a, b, c = select(combinations(load_profile("quick")), ONLY, limit=3)
+    test = {"accuracy": 0.97, "precision": 0.96, "recall": 0.99, "roc_auc": 0.98}
+    path = tmp_path / RESULTS
+    path.write_text('{"key": "torn')  # a kill mid-write
+    _append(path, _record(a, 0.95, test, seconds=3.0))
+    _append(path, _record(b, 0.97, test, seconds=4.0))
+    _append(path, _record(c, 0.99, None, stopped_at_epoch=1, seconds=1.0))
+    done = load_results(path)
+    assert sorted(done) == sorted(combo_key(p) for p in (a, b, c))
+    write_table(rank(list(done.values())), tmp_path / TABLE)
+    rows = _table_rows(tmp_path / TABLE)
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert [row[1 + len(PARAMS)] for row in rows] == ["0.9700", "0.9500", "0.9900"]
+    assert rows[0][1 + len(PARAMS) + 2 : 1 + len(PARAMS) + 6] == ["0.9700", "0.9600", "0.9900", "0.9800"]
+    assert rows[2][1 + len(PARAMS) + 2] == "stopped at epoch 1"
 
 
-def test_torn_last_line_is_ignored_and_not_glued(
-    two_combo_grid: tuple[Path, list[dict]], sample_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A kill mid-write leaves a torn line: it is ignored, that combination runs again and its line stays whole."""
-    src, _ = two_combo_grid
-    first, second = _lines(src / "grid.jsonl")
-    assert json.loads(first)["params"]["optimizer"] == "adam"
-    path = tmp_path / "grid.jsonl"
-    path.write_text(first + "\n" + second[:60])  # the adamax line cut mid-write, no newline
-    assert sorted(load_results(path)) == [json.loads(first)["key"]]
-    with caplog.at_level(logging.INFO, logger="trainer.grid"):
-        ranked = run_grid(_profile(sample_csv), tmp_path, limit=2, only=ONLY)
-    assert "grid.jsonl:2: ignoring an incomplete result line" in caplog.text
-    assert "2 selected, 1 already finished (skipped), 1 to run" in caplog.text
-    assert len(ranked) == 2
-    lines = _lines(path)
-    assert lines[0] == first and lines[1] == second[:60]
-    assert json.loads(lines[2])["params"]["optimizer"] == "adamax"
-    # what a later restart sees: both combinations finished
-    assert sorted(load_results(path)) == sorted(r["key"] for r in ranked)
-
-
-def _grid_cmd(sample_csv: Path, out: Path) -> list[str]:
-    sets = [*FAST, "grid.batch_size=[256,32]"]  # the second combination (batch 32) takes longer: time to kill
+def _grid_cmd(out: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
         "trainer.cli",
         "grid",
-        "--data",
-        str(sample_csv),
-        *[a for s in sets for a in ("--set", s)],
+        *[a for s in TINY for a in ("--set", s)],
         "--only",
-        "learning_rate=0.001,optimizer=adam,num_layers=1,num_dense_layers=1",
-        "--limit",
+        TINY_ONLY,
+        "--cpus",
         "2",
         "--out",
         str(out),
     ]
 
 
+def _terminated_trials(tune_dir: Path) -> list[dict]:
+    """Trials Ray Tune has recorded as finished in its experiment state (what Tuner.restore reads)."""
+    done = []
+    for state in tune_dir.glob("grid-*/experiment_state-*.json"):
+        try:
+            trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
+        except (json.JSONDecodeError, KeyError, IndexError, OSError):
+            continue  # being written
+        done += [t for t in trials if t["status"] == "TERMINATED"]
+    return done
+
+
+def _events(trials_log: Path, event: str, key: str) -> int:
+    return sum(line.split()[1:3] == [event, key] for line in trials_log.read_text().splitlines())
+
+
+def _kill_leftovers(marker: str, group: int) -> None:
+    """Ray processes of this test only: those whose command line names its private temp dir, and its group."""
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
 @pytest.mark.timeout(600)
-def test_killed_grid_resumes(sample_csv: Path, tmp_path: Path) -> None:
-    """SIGKILL the CLI once one combination is recorded; the rerun skips it and finishes the other."""
+def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -> None:
+    """SIGKILL `iotids-train grid` once Ray has recorded one trial as finished; the same command restores the
+    experiment (Tuner.restore), runs only the other trial and prints the ranked table of both."""
     out = tmp_path / "grid"
-    results = out / "grid.jsonl"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    trials_log = out / TRIALS_LOG
+    ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a 107-byte limit
+    env = {**os.environ, "TMPDIR": ray_tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("RAY_ADDRESS", None)
+    started = time.monotonic()
     proc = subprocess.Popen(
-        _grid_cmd(sample_csv, out), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+        _grid_cmd(out), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 240
-        while not (results.exists() and results.read_text().endswith("\n")):
-            assert proc.poll() is None, f"grid exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}"
-            assert time.monotonic() < deadline, "no combination finished within 240 s"
-            time.sleep(0.02)
+        deadline = time.monotonic() + 300
+        while not (finished := _terminated_trials(out / "tune")):
+            assert proc.poll() is None, f"grid exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no trial finished within 300 s"
+            time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        first_run_s = time.monotonic() - started
+        assert proc.returncode == -signal.SIGKILL
+        assert len(finished) == 1, "both trials finished before the kill; the test needs one unfinished"
+        first = combo_key(finished[0]["config"]["params"])
+        (other,) = [k for k in map(combo_key, select(combinations(_tiny()), TINY_ONLY)) if k != first]
+        assert (_events(trials_log, "start", first), _events(trials_log, "done", first)) == (1, 1)
+        assert _events(trials_log, "done", other) == 0
+        assert not (out / RESULTS).exists()  # results are recorded when the experiment ends
+
+        rerun = subprocess.run(
+            _grid_cmd(out), cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False,
+            start_new_session=True,
+        )  # fmt: skip
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
         proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    first_run = _lines(results)
-    assert len(first_run) == 1, "the second combination finished before the kill; the test needs it unfinished"
-    assert json.loads(first_run[0])["params"]["batch_size"] == 256
-
-    rerun = subprocess.run(
-        _grid_cmd(sample_csv, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+        _kill_leftovers(ray_tmp, proc.pid)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    print(f"first run (to the kill) {first_run_s:.0f} s, total {time.monotonic() - started:.0f} s")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "grid: 2 selected, 1 already finished (skipped), 1 to run" in rerun.stderr
-    lines = _lines(results)
-    assert len(lines) == 2 and lines[0] == first_run[0]
-    assert json.loads(lines[1])["params"]["batch_size"] == 32
-    rows = _table_rows(out / "grid.md")
+    assert "grid: 2 selected, 0 already finished (skipped), 2 to run" in rerun.stderr
+    assert "resuming the interrupted experiment" in rerun.stderr
+    # the finished trial was not run again; the unfinished one ran to its end once
+    assert (_events(trials_log, "start", first), _events(trials_log, "done", first)) == (1, 1)
+    assert _events(trials_log, "done", other) == 1 and _events(trials_log, "start", other) >= 1
+    first_dir = next((out / "tune").glob(f"grid-*/{finished[0]['trial_id']}_*"))
+    assert len((first_dir / "result.json").read_text().splitlines()) == 1  # one report (1 epoch), not two
+
+    records = load_results(out / RESULTS)
+    assert sorted(records) == sorted([first, other])
+    for r in records.values():
+        assert len(r["history"]["loss"]) == 1  # grid.epochs=1
+        assert 0.5 < r["val_accuracy"] <= 1 and 0.5 < r["test"]["accuracy"] <= 1
+        assert r["validation"]["n"] == 320 and r["test"]["n"] == 400  # 2,000 rows: 1,600 train (20% val), 400 test
+    rows = _table_rows(out / TABLE)
     assert [row[0] for row in rows] == ["1", "2"]
-    assert sorted(row[1 + PARAMS.index("batch_size")] for row in rows) == ["256", "32"]
+    assert sorted(row[1 + PARAMS.index("batch_size")] for row in rows) == ["128", "256"]
     val = [float(row[1 + len(PARAMS)]) for row in rows]
     assert val == sorted(val, reverse=True)
+    assert all(float(x) > 0.5 for row in rows for x in row[1 + len(PARAMS) + 2 : 1 + len(PARAMS) + 5])
     assert "| 1 | 0.001 | adam | 1 | 1 |" in rerun.stdout  # the ranked table is printed too
+
+    # a third run finds both recorded and starts no experiment (nor Ray)
+    ranked = run_grid(_tiny(), out, only=TINY_ONLY)
+    assert [str(r["params"]["batch_size"]) for r in ranked] == [row[1 + PARAMS.index("batch_size")] for row in rows]
+    assert len(list((out / "tune").glob("grid-*"))) == 1
