@@ -67,6 +67,19 @@ def selftest(model: TFLiteModel, inputs: bytes, outputs: bytes, tolerance: int =
         )
 
 
+def selftest_category(scorer: Scorer, files: dict[str, bytes], tolerance: int = 0) -> None:
+    """The bundle's category model (when it has one) passes its own self-test vectors, like the main model."""
+    if artifacts.CATEGORY_SELFTEST_INPUTS not in files:
+        return
+    if scorer.category is None:
+        raise SelfTestError("the bundle's category model did not load")
+    inputs, outputs = files[artifacts.CATEGORY_SELFTEST_INPUTS], files[artifacts.CATEGORY_SELFTEST_OUTPUTS]
+    try:
+        selftest(scorer.category.model, inputs, outputs, tolerance)
+    except SelfTestError as e:
+        raise SelfTestError(f"category model {e}") from None
+
+
 @dataclass(frozen=True)
 class Installed:
     """A bundle that passed every check and its self-test and is now the active slot in the state file."""
@@ -170,6 +183,7 @@ class Installer:
                         bundle.files[artifacts.SELFTEST_OUTPUTS],
                         self.selftest_tolerance,
                     )
+                    selftest_category(scorer, bundle.files, self.selftest_tolerance)
                 except SelfTestError:
                     raise
                 except Exception as e:

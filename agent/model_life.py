@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from agent import __version__
+from agent.category import CategoryMismatchError
 from agent.config import AgentConfig
 from agent.install import Installer
 from agent.probation import Probation
@@ -41,7 +42,7 @@ from ids_core.typedconfig import ConfigError, build
 
 log = logging.getLogger(__name__)
 
-MODEL_ERRORS = (ModelLoadError, SpecError, ModelMismatchError, OSError)
+MODEL_ERRORS = (ModelLoadError, SpecError, ModelMismatchError, CategoryMismatchError, OSError)
 FRAGMENT = artifacts.AGENT_CONFIG_FRAGMENT
 FRAGMENT_SECTIONS = ("batch", "alerts")  # what a bundle's agent-config.yaml may change
 SWITCH_TIMEOUT = 60.0  # seconds an install or rollback waits for the pipeline to take the new model

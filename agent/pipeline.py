@@ -270,12 +270,14 @@ class Pipeline:
         wall = time.time()
         alerts = suppressed = 0
         alert_topic = self.topics["alerts"]
-        for rec, score in zip(records, scores.tolist(), strict=True):
+        attacks = self._attacks(scorer, records, scores, threshold)
+        for i, (rec, score) in enumerate(zip(records, scores.tolist(), strict=True)):
             if score > threshold:
                 if self.rate_limiter.allow(str(rec.ident.get("src_ip", "unknown")), wall):
                     columns = dict(zip(scorer.spec.features, rec.values.tolist(), strict=True))  # flow counters
                     doc = documents.alert(gateway=self.cfg.gateway_id, ident=rec.ident, score=score,
-                                          threshold=threshold, model=model, now=now, columns=columns)  # fmt: skip
+                                          threshold=threshold, model=model, now=now, columns=columns,
+                                          attack=attacks.get(i))  # fmt: skip
                     out.append((alert_topic, documents.dumps(doc), self.cfg.mqtt.qos, False))
                     alerts += 1
                 else:
@@ -294,6 +296,21 @@ class Pipeline:
             flows_scored=len(records), alerts_out=alerts, alerts_suppressed=suppressed, nonfinite_values=nonfinite
         )
         return out
+
+    @staticmethod
+    def _attacks(
+        scorer: Scorer, records: list[FlowRecord], scores: np.ndarray, threshold: float
+    ) -> dict[int, tuple[str, float]]:
+        """(category, probability) of each flow over the threshold by index: one call of the category model."""
+        over = np.flatnonzero(scores > threshold)
+        if scorer.category is None or not len(over):
+            return {}
+        try:
+            found = scorer.categorize([records[i] for i in over]) or []
+        except Exception as e:  # the alert matters more than its category: it goes out without one
+            log.error("category model failed for %d flows: %s", len(over), e)
+            return {}
+        return {i: c.alert_attack for i, c in zip(over.tolist(), found, strict=True)}
 
     def _deadletter(self, topic: str, rejected: dict[str, Any], now: datetime, **extra: Any) -> Message:
         doc = documents.deadletter(gateway=self.cfg.gateway_id, source_topic=topic, rejected=rejected, now=now, **extra)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.category import Category, CategoryModel
 from agent.records import FlowRecord
 from ids_core import artifacts
 from ids_core.interpreter import ModelLoadError, TFLiteModel
@@ -33,6 +34,7 @@ class Scorer:
     spec: PreprocessSpec
     windows: StreamWindows
     source: str = ""
+    category: CategoryModel | None = None  # the optional attack-category model (agent.category)
     categorical: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,8 +79,9 @@ class Scorer:
         windows = StreamWindows(
             spec.window_length, len(spec.features), max_keys=max_keys, dtype=model.input_dtype, pad=pad
         )
+        category = CategoryModel.load(directory, spec, runtime=runtime)
         try:
-            scorer = cls(model, spec, windows, source=str(directory))
+            scorer = cls(model, spec, windows, source=str(directory), category=category)
         except ModelMismatchError as e:
             raise ModelMismatchError(f"{model_path} and {SPEC_FILE}: {e}") from None
         log.info(
@@ -127,6 +130,12 @@ class Scorer:
     def score(self, records: Sequence[FlowRecord]) -> np.ndarray:
         """One score in [0, 1] per record."""
         return self.infer(records)[1]
+
+    def categorize(self, records: Sequence[FlowRecord]) -> list[Category] | None:
+        """The attack category of each of ``records`` (flows over the threshold); None without a category model."""
+        if self.category is None:
+            return None
+        return self.category.classify(self.spec.transform.transform(self.raw_matrix(records)))
 
     def infer(self, records: Sequence[FlowRecord]) -> tuple[np.ndarray, np.ndarray]:
         """The model inputs ``(n, T, F)`` built for ``records`` and one score in [0, 1] per record."""

@@ -44,6 +44,7 @@ from firmware_bundle.verifier import (
     read_members,
 )
 from ids_core import artifacts
+from ids_core.category import CategorySpec
 from ids_core.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,17 @@ def build_from_artifacts(
         if not path.is_file():
             raise FileNotFoundError(f"{path}: expected the trainer's {name}, got no such file")
         files[member] = path.read_bytes()
+    optional = {m: src / n for n, m in artifacts.OPTIONAL_RUN_TO_BUNDLE.items() if (src / n).is_file()}
+    if optional and len(optional) < len(artifacts.OPTIONAL_RUN_TO_BUNDLE):
+        missing = sorted(set(artifacts.OPTIONAL_RUN_TO_BUNDLE) - {p.name for p in optional.values()})
+        raise FileNotFoundError(f"{src}: expected the whole category model, got no {', '.join(missing)}")
+    files |= {m: p.read_bytes() for m, p in optional.items()}
     spec = PreprocessSpec.load(src / artifacts.SPEC)
     _check_selftest(files, spec)
+    if optional:
+        category = CategorySpec.from_bytes(files[artifacts.CATEGORY_SPEC])
+        pair = (artifacts.CATEGORY_SELFTEST_INPUTS, artifacts.CATEGORY_SELFTEST_OUTPUTS)
+        _check_selftest(files, spec, pair, category.input_shape)
     if agent_config is not None:
         text = Path(agent_config).read_bytes()
         parsed = yaml.safe_load(text)
@@ -191,18 +201,25 @@ def _time_text(value: datetime | str) -> str:
     return format_time(value) if isinstance(value, datetime) else format_time(parse_time(value))
 
 
-def _check_selftest(files: dict[str, bytes], spec: PreprocessSpec) -> None:
-    """The trainer's self-test vectors: int8, (n, T, F) inputs and (n, 1) outputs for the same n."""
+def _check_selftest(
+    files: dict[str, bytes],
+    spec: PreprocessSpec,
+    names: tuple[str, str] = (artifacts.SELFTEST_INPUTS, artifacts.SELFTEST_OUTPUTS),
+    input_shape: tuple[int, ...] | None = None,
+) -> None:
+    """The trainer's self-test vectors: int8, (n, T, F) inputs (``input_shape`` for another model, e.g. the
+    category model's) and outputs for the same n."""
     arrays = {}
-    for name in (artifacts.SELFTEST_INPUTS, artifacts.SELFTEST_OUTPUTS):
+    for name in names:
         try:
             arrays[name] = np.load(io.BytesIO(files[name]), allow_pickle=False)
         except (ValueError, OSError) as e:
             raise ValueError(f"{name}: expected a .npy array, got {e}") from None
         if arrays[name].dtype != np.int8:
             raise ValueError(f"{name}: expected int8, got {arrays[name].dtype}")
-    x, y = arrays[artifacts.SELFTEST_INPUTS], arrays[artifacts.SELFTEST_OUTPUTS]
-    if x.shape[1:] != spec.input_shape or len(x) == 0:
-        raise ValueError(f"selftest_inputs.npy: expected shape (n>0, *{spec.input_shape}), got {x.shape}")
+    x, y = arrays[names[0]], arrays[names[1]]
+    want = spec.input_shape if input_shape is None else input_shape
+    if x.shape[1:] != want or len(x) == 0:
+        raise ValueError(f"{names[0]}: expected shape (n>0, *{want}), got {x.shape}")
     if y.shape[:1] != x.shape[:1]:
-        raise ValueError(f"selftest_outputs.npy: expected {len(x)} rows like the inputs, got shape {y.shape}")
+        raise ValueError(f"{names[1]}: expected {len(x)} rows like the inputs, got shape {y.shape}")

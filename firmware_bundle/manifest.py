@@ -35,7 +35,7 @@ MODEL_FILE = artifacts.BUNDLE_MODEL
 SPEC_FILE = artifacts.SPEC
 AGENT_CONFIG_FILE = artifacts.AGENT_CONFIG_FRAGMENT
 REQUIRED_FILES = (MODEL_FILE, SPEC_FILE, artifacts.SELFTEST_INPUTS, artifacts.SELFTEST_OUTPUTS)
-OPTIONAL_FILES = (AGENT_CONFIG_FILE,)
+OPTIONAL_FILES = (AGENT_CONFIG_FILE, *artifacts.CATEGORY_FILES)  # the category model: all four or none
 KNOWN_FILES = frozenset(REQUIRED_FILES + OPTIONAL_FILES)
 FIRST_AGENT_VERSION = "0.1.0"  # the first agent that understands edge-ids/bundle/1
 MAX_BUNDLE_VERSION = 2**63 - 1
@@ -208,6 +208,13 @@ def _files(files: Any, limits: Limits) -> dict[str, FileEntry]:
     missing, unknown = sorted(set(REQUIRED_FILES) - set(files)), sorted(set(files) - KNOWN_FILES)
     _expect(not missing, "files", f"all of {list(REQUIRED_FILES)}", f"missing {missing}")
     _expect(not unknown, "files", f"only {sorted(KNOWN_FILES)}", f"unknown {unknown}")
+    category = sorted(set(artifacts.CATEGORY_FILES) & set(files))
+    _expect(
+        not category or len(category) == len(artifacts.CATEGORY_FILES),
+        "files",
+        f"all of {list(artifacts.CATEGORY_FILES)} or none",
+        f"only {category}",
+    )
     out: dict[str, FileEntry] = {}
     for name, entry in sorted(files.items()):
         where = f"files.{name}"

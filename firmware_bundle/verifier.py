@@ -67,6 +67,8 @@ from firmware_bundle.manifest import (
     parse_agent_version,
     parse_version,
 )
+from ids_core import artifacts
+from ids_core.category import CategorySpec
 from ids_core.preprocess import PreprocessSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -350,6 +352,7 @@ def check_model(manifest: Manifest, files: dict[str, bytes], inspect_model: Insp
             f"{SPEC_FILE}: expected model {manifest.model_name} {manifest.model_version} (manifest), "
             f"got {spec.model_name} {spec.model_version}"
         )
+    category = check_category_spec(files, spec)
     if inspect_model is None:
         log.debug("model shape check skipped (no inspect_model)")
         return spec
@@ -362,7 +365,30 @@ def check_model(manifest: Manifest, files: dict[str, bytes], inspect_model: Insp
             raise ModelShapeError(
                 f"{MODEL_FILE}: expected {what} shape {list(want)} ({SPEC_FILE} {what}.shape), got {list(got)}"
             )
+    if category is not None:
+        name = artifacts.CATEGORY_MODEL
+        try:
+            got_in, got_out = inspect_model(files[name])
+        except Exception as e:
+            raise BadModelError(f"{name}: expected a model the interpreter loads, got {type(e).__name__}: {e}") from e
+        if (tuple(got_in), tuple(got_out)) != (category.input_shape, category.output_shape):
+            raise ModelShapeError(
+                f"{name}: expected shapes {list(category.input_shape)} → {list(category.output_shape)} "
+                f"({artifacts.CATEGORY_SPEC}), got {list(got_in)} → {list(got_out)}"
+            )
     return spec
+
+
+def check_category_spec(files: dict[str, bytes], spec: PreprocessSpec) -> CategorySpec | None:
+    """The optional category model's spec parses and takes the main spec's input vector (None: no category)."""
+    if artifacts.CATEGORY_SPEC not in files:
+        return None
+    try:
+        category = CategorySpec.from_bytes(files[artifacts.CATEGORY_SPEC])
+        category.check_against(spec)
+    except SpecError as e:
+        raise BadSpecError(f"{artifacts.CATEGORY_SPEC}: {e}") from None
+    return category
 
 
 def _no_constant(name: str) -> Any:

@@ -15,6 +15,12 @@ SPEC = "spec.json"
 SELFTEST_INPUTS = "selftest_inputs.npy"
 SELFTEST_OUTPUTS = "selftest_outputs.npy"
 AGENT_CONFIG_FRAGMENT = "agent-config.yaml"  # optional bundle member: agent settings that travel with the model
+# The optional attack-category model (ids_core.category): same names in a run directory and in a bundle.
+CATEGORY_MODEL = "category_int8.tflite"
+CATEGORY_SPEC = "category.json"
+CATEGORY_SELFTEST_INPUTS = "category_selftest_inputs.npy"
+CATEGORY_SELFTEST_OUTPUTS = "category_selftest_outputs.npy"
+CATEGORY_FILES: tuple[str, ...] = (CATEGORY_MODEL, CATEGORY_SPEC, CATEGORY_SELFTEST_INPUTS, CATEGORY_SELFTEST_OUTPUTS)
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 
@@ -30,3 +36,6 @@ RUN_TO_BUNDLE: MappingProxyType[str, str] = MappingProxyType(
         SELFTEST_OUTPUTS: SELFTEST_OUTPUTS,
     }
 )
+
+# Optional trainer run files → bundle members: all of a group or none (a run without a category model).
+OPTIONAL_RUN_TO_BUNDLE: MappingProxyType[str, str] = MappingProxyType({name: name for name in CATEGORY_FILES})
