@@ -20,6 +20,7 @@ examples:
   iotids-train estimate --profile paper --rows 625415  # time a few training steps, extrapolate the full run
   iotids-train synth --rows 20000 --out data/        # SYNTHETIC flows in the IoTID20 schema
   iotids-train adapt --site-benign site.csv --out runs/site   # learn a site's own benign traffic
+  iotids-train thresholds runs/quick                 # a run's operating points: threshold → FPR, recall, precision
   iotids-train profiles                              # the profiles of the trainer config
 """
 
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     _profile_args(p)
     p.add_argument("--rows", type=int, default=625_415, help="cleaned rows of the data the estimate is for")
     p.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up step)")
+
+    p = sub.add_parser("thresholds", help="a run's operating points (threshold → FPR, recall, precision on test)")
+    p.add_argument("run_dir", type=Path, help="a run directory (test_scores.npz, spec.json)")
 
     p = sub.add_parser("profiles", help="list the profiles of the trainer config")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="trainer YAML (default: %(default)s)")
@@ -161,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "profiles":
             print("\n".join(profile_names(args.config)))
+            return 0
+        if args.command == "thresholds":
+            from trainer.operating_points import run_table
+
+            print(run_table(args.run_dir))
             return 0
         if args.command == "synth":
             from trainer.synthetic import write_csv

@@ -29,6 +29,7 @@ from trainer.evaluate import (
 )
 from trainer.export import ExportResult, export_model
 from trainer.features import Selection, select_features
+from trainer.operating_points import write_run_operating_points
 from trainer.train import TrainedModel, predict, train_model
 from trainer.windows import SplitWindows, build_split
 
@@ -186,6 +187,10 @@ def run(
         },
     )
     scores[f"{main} int8"] = exported.shipped_scores
+    assert exported.spec.output_quantization is not None, "the shipped model is int8"
+    operating = write_run_operating_points(out_dir, prep.test.y, exported.shipped_scores, model=f"{main} int8",
+                                           output=exported.spec.output_quantization, model_threshold=threshold,
+                                           category=prep.test.category)  # fmt: skip
     results = evaluate_all(prep, scores, threshold)
     baseline = forest_summary(prep.train_frame, prep.test_frame, prep.train, prep.test, seed=profile.seed)
     plots = make_plots(prep.test, trained, scores, results, out_dir)
@@ -220,6 +225,7 @@ def run(
         },
         "results": results,
         "baseline": baseline,
+        "operating_points": operating,
         "export": export_summary(exported),
         "plots": {k: p.name for k, p in plots.items()},
         "machine": {"platform": platform.platform(), "python": platform.python_version()},

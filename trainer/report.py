@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trainer import operating_points
+
 # Table V of the paper (binary classification on the full, cleaned IoTID20; percent).
 PAPER_TABLE_V = {
     "ullah-cnn": {"accuracy": 99.91, "precision": 99.87, "recall": 99.38, "f1": 99.62},
@@ -171,6 +173,7 @@ def write_report(s: dict[str, Any], path: Path) -> Path:
             val = v.get("recall", v.get("false_alarm_rate"))
             cells.append(f"{_pct(val)} (n={v.get('n', 0):,})" if v else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", *operating_points.report_lines(s)]
     lines += [
         "",
         "## Training (Algorithm 1)",
