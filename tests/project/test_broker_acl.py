@@ -38,10 +38,17 @@ NOT_AUTHORIZED = 0x87
 ACCEPTED = (0x00, 0x10)  # PUBACK: success, or "no matching subscribers" (success too)
 P = "edge-ids"  # the default prefix accounts.sh writes into the roles
 GW, OTHER = "gw1", "gw2"
-AGENT_CLIENT_ID = f"edge-ids-{GW}"  # the agent's default client id (agent.config.AgentConfig.client_id)
+SENSOR = "meter1"  # the flow meter's sensor name, given to accounts.sh
 
 
-METER = ("flowmeter/meter1/status", "flowmeter/meter1/stats")  # the flow meter's own topics (sensor meter1)
+def client_id_of(username: str) -> str:
+    """The client id accounts.sh binds an account to: the agent's and the flow meter's default client ids
+    (agent.config.AgentConfig.client_id, flowmeter.config's), else the username."""
+    role, _, gw = username.partition("-")
+    return {"agent": f"edge-ids-{gw}", "publisher": f"edge-ids-flowmeter-{gw}-{SENSOR}"}.get(role, username)
+
+
+METER = (f"flowmeter/{SENSOR}/status", f"flowmeter/{SENSOR}/stats")  # the flow meter's own topics
 
 
 def leaves(gw: str) -> list[str]:
@@ -152,7 +159,7 @@ def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclBroker]:
         wait_until(lambda: _listening(port) or b.proc.poll() is not None, 10, "the broker listening", b.log)
         assert b.proc.poll() is None, f"mosquitto exited with the shipped configuration:\n{b.log()}"
         run("accounts.sh", "roles", env=env)
-        for args in (["gateway", GW], ["gateway", OTHER], ["operator", "siem"], ["operator", "release"],
+        for args in (["gateway", GW, SENSOR], ["gateway", OTHER, SENSOR], ["operator", "siem"], ["operator", "release"],
                      ["operator", "monitor"]):  # fmt: skip
             run("accounts.sh", *args, env=env)
         yield b
@@ -231,13 +238,14 @@ class Probe:
 
 @pytest.fixture
 def login(acl_broker: AclBroker) -> Iterator[Callable[..., Probe]]:
-    """``login(username, client_id=…, password=…)``: a connected Probe (closed at teardown); the CONNACK must
-    be a success unless ``password`` is given."""
+    """``login(username, client_id=…, password=…)``: a connected Probe (closed at teardown), by default with
+    the account's own client id and password; the CONNACK must then be a success."""
     opened: list[Probe] = []
 
-    def open_probe(username: str | None, client_id: str = "", password: str | None = None) -> Probe:
-        own = password is None and username is not None
-        p = Probe(acl_broker, username, acl_broker.password(username) if own else password, client_id)
+    def open_probe(username: str | None, client_id: str | None = None, password: str | None = None) -> Probe:
+        own = password is None and username is not None and client_id is None
+        password = acl_broker.password(username) if username and password is None else password
+        p = Probe(acl_broker, username, password, client_id_of(username or "") if client_id is None else client_id)
         opened.append(p)
         reason = p.connect()
         assert not own or not reason.is_failure, f"{username}: connection refused: {reason}\n{acl_broker.log()}"
@@ -255,8 +263,7 @@ def login(acl_broker: AclBroker) -> Iterator[Callable[..., Probe]]:
 def test_every_role_is_refused_everywhere_else(login):
     wrong: list[str] = []
     for name, role in ROLES.items():
-        # the agent connects with its own client id (the shared-group instance topics name it)
-        probe = login(role.username, client_id=AGENT_CLIENT_ID if name == "agent" else f"probe-{name}")
+        probe = login(role.username)
         for topic in TOPICS:
             rc = probe.publish(topic)
             if (rc not in ACCEPTED) if topic in role.publish else (rc != NOT_AUTHORIZED):
@@ -275,7 +282,17 @@ def test_only_an_account_and_its_own_password_log_in(acl_broker, login):
                                ("siem", "")):  # fmt: skip
         reason = login(username, password=password).connect_reason
         assert reason.is_failure, f"{username} logged in with a wrong password: {reason}"
-    assert login(None).connect_reason.is_failure, "an anonymous client was accepted"
+    assert login(None, client_id="").connect_reason.is_failure, "an anonymous client was accepted"
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_no_account_can_take_over_another_ones_session(login):
+    """An account using another's client id would disconnect it and receive what the broker queued for it."""
+    agent_id = client_id_of(f"agent-{GW}")
+    for username in ("siem", "monitor", "release", f"publisher-{GW}", f"agent-{OTHER}"):
+        reason = login(username, client_id=agent_id).connect_reason
+        assert reason.is_failure, f"{username} connected with the agent's client id {agent_id}"
+    assert login(f"agent-{GW}", client_id="edge-ids-other").connect_reason.is_failure, "an unbound client id"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -310,9 +327,9 @@ def ident(doc: dict[str, Any], key: str) -> str | None:
 @pytest.mark.timeout(120, func_only=True)
 def test_allowed_traffic_flows_end_to_end(tmp_path, acl_broker, login, tiny_model_soon):
     model_dir = write_model(tiny_model_soon.result(timeout=100), tmp_path / "model")
-    siem = login("siem", client_id="siem")
+    siem = login("siem")
     assert siem.subscribe(f"{P}/+/alerts") == 1
-    monitor = login("monitor", client_id="monitor")
+    monitor = login("monitor")
     assert monitor.subscribe(f"{P}/{GW}/status") == 1
     assert monitor.subscribe(f"{P}/{GW}/verdicts") == 1
 
@@ -327,17 +344,17 @@ def test_allowed_traffic_flows_end_to_end(tmp_path, acl_broker, login, tiny_mode
         agent.wait_connected()
         # another gateway's publisher tries this gateway's flows: refused, never scored
         assert login(f"publisher-{OTHER}").publish(f"{P}/{GW}/flows", record(0, "intruder")) == NOT_AUTHORIZED
-        publisher = login(f"publisher-{GW}", client_id=f"edge-ids-flowmeter-{GW}-meter1")
+        publisher = login(f"publisher-{GW}")
         n = 20
         for seq in range(n):
-            assert publisher.publish(f"{P}/{GW}/flows", record(seq, "meter1")) in ACCEPTED
+            assert publisher.publish(f"{P}/{GW}/flows", record(seq, SENSOR)) in ACCEPTED
 
         def alerts() -> list[dict[str, Any]]:
             return [json.loads(m.payload) for m in list(siem.messages)]
 
         wait_until(lambda: {ident(d, "seq") for d in alerts()} >= {str(s) for s in range(n)}, 30,
                    "an alert for every flow at the SIEM", agent.log)  # fmt: skip
-        assert {ident(d, "sensor") for d in alerts()} == {"meter1"}, "a refused flow was scored"
+        assert {ident(d, "sensor") for d in alerts()} == {SENSOR}, "a refused flow was scored"
         wait_until(lambda: any(m.topic == f"{P}/{GW}/verdicts" for m in monitor.messages), 10, "verdicts (monitor)")
         status = [m.payload for m in monitor.messages if m.topic == f"{P}/{GW}/status"]
         assert status[-1:] == [b"online"], status
@@ -349,7 +366,7 @@ def test_allowed_traffic_flows_end_to_end(tmp_path, acl_broker, login, tiny_mode
     assert login("release").publish(f"{P}/fleet/bundle", b"signed bundle", retain=True) in ACCEPTED
     assert login(f"agent-{GW}").publish(f"{P}/fleet/bundle", b"forged", retain=True) == NOT_AUTHORIZED
     assert login(f"publisher-{GW}").publish(f"{P}/fleet/bundle", b"forged", retain=True) == NOT_AUTHORIZED
-    reader = login(f"agent-{OTHER}", client_id=f"edge-ids-{OTHER}")
+    reader = login(f"agent-{OTHER}")
     assert reader.subscribe(f"{P}/fleet/bundle") == 1
     wait_until(lambda: reader.messages, 10, "the retained bundle at a gateway's agent account")
     assert [(m.payload, bool(m.retain)) for m in reader.messages] == [(b"signed bundle", True)]
