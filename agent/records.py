@@ -1,11 +1,15 @@
 """Parsing and validation of the flow records the gateway receives over MQTT (the agent's hot path).
 
-A message is UTF-8 JSON: one flow record (an object) or an array of them. Keys are IoTID20 column
-names (``Flow_Byts/s``); CICFlowMeter's spellings with spaces (``Flow Byts/s``) are accepted and
-normalised by replacing spaces with underscores. :func:`parse_flows` never raises and never drops
-input silently: every record comes back either as a :class:`FlowRecord` or as a :class:`Rejected`
-with a stable reason code (:class:`Reason`), a human detail ("expected … got …") and an excerpt that
-is safe to republish on a dead-letter topic.
+A message is UTF-8 JSON: one flow record (an object), an array of them, or a columnar batch (``{"columns":
+[...], "rows": [[...], ...]}``, :mod:`ids_core.flowmessage`; each row becomes the record ``dict(zip(columns,
+row))`` and is then checked exactly as a record is). Keys are IoTID20 column names (``Flow_Byts/s``);
+CICFlowMeter's spellings with spaces (``Flow Byts/s``) are accepted and normalised by replacing spaces with
+underscores. JSON is decoded with ``orjson`` where it is installed and the message is plain JSON, else with the
+standard library (the ``NaN``/``Infinity`` literals, integers beyond 64 bits, a byte order mark or a lone
+surrogate): the results and reasons are the same. :func:`parse_flows` never raises and never drops input
+silently: every record comes back either as a :class:`FlowRecord` or as a :class:`Rejected` with a stable reason
+code (:class:`Reason`), a human detail ("expected … got …") and an excerpt that is safe to republish on a dead-
+letter topic.
 
 Decisions (documented contract):
 
@@ -42,7 +46,11 @@ Decisions (documented contract):
   one with the plain decoder, then its key ends are counted in the bytes (:func:`_may_repeat_keys`) and
   only when they outnumber the parsed keys (a repeat, nested objects, escapes, a space before a colon)
   is it parsed again with the hook.
-* A record gets the first failing reason, checked in this order: ``not_an_object``,
+* A columnar batch must be an object with exactly ``columns`` (distinct strings, at most ``max_keys``) and
+  ``rows`` (an array); otherwise the message is ``bad_batch`` (``duplicate_field`` for a repeated column,
+  ``too_many_keys``/``empty``/``too_many_records`` as for arrays). A row that is not an array of one value
+  per column is ``bad_row``; ``null`` is an absent value, as in a record.
+* A record gets the first failing reason, checked in this order: ``not_an_object`` (``bad_row``),
   ``too_many_keys``, ``duplicate_field``, ``missing_field``, ``bad_identifier``, ``non_numeric``.
 """
 
@@ -51,6 +59,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +72,13 @@ from typing import Any
 import numpy as np
 
 from ids_core.columns import NUMERIC_COLUMNS
+from ids_core.flowmessage import COLUMNS_KEY, ROWS_KEY
 from ids_core.preprocess import key_part
+
+try:
+    import orjson as _orjson
+except ImportError:  # the standard library decodes the same, 3-4x slower
+    _orjson = None
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +113,8 @@ class Reason(StrEnum):
     INVALID_JSON = "invalid_json"
     EMPTY = "empty"  # blank payload or []
     NOT_AN_OBJECT = "not_an_object"  # top level neither object nor array, or an array element
+    BAD_BATCH = "bad_batch"  # a columnar batch without exactly "columns" (distinct strings) and "rows" (an array)
+    BAD_ROW = "bad_row"  # a row of a columnar batch that is not an array of one value per column
     TOO_MANY_RECORDS = "too_many_records"
     TOO_MANY_KEYS = "too_many_keys"
     DUPLICATE_FIELD = "duplicate_field"  # a key given twice, or a column we read with and without spaces
@@ -447,19 +464,17 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     if not text.strip():
         return whole(Reason.EMPTY, "expected a flow record or an array of them, got an empty payload")
     try:
-        # NaN / Infinity / -Infinity literals become floats here (json's default) and are scored by the
-        # non-finite rule; the default decoder is reused (a parse_constant argument builds one per call).
-        if len(payload) < _HOOK_BELOW_BYTES:  # about one record: the pairs hook costs less than counting
-            doc = _DUP_MARKING.decode(text)
-        else:
-            doc = json.loads(text)
-            if _may_repeat_keys(payload, doc):
-                doc = _DUP_MARKING.decode(text)  # the rare message: parse again, marking records with a repeated key
+        doc = _decode(payload, text)
     except RecursionError:
         return whole(Reason.INVALID_JSON, f"expected JSON, got nesting deeper than {sys.getrecursionlimit()}")
     except ValueError as e:  # JSONDecodeError, or an integer beyond Python's digit limit
         return whole(Reason.INVALID_JSON, f"expected JSON, got {e}")
 
+    if (type(doc) is dict or type(doc) is _RepeatedKeys) and COLUMNS_KEY in doc:
+        batch = _columnar(doc, limits)
+        if isinstance(batch, tuple):
+            return whole(*batch)
+        return _parse_records(batch, plan, limits)
     if type(doc) is dict or type(doc) is _RepeatedKeys:
         items: list[Any] = [doc]
     elif type(doc) is list:
@@ -471,6 +486,57 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     else:
         return whole(Reason.NOT_AN_OBJECT, f"expected a JSON object or array of objects, got {_describe(doc)}")
     return _parse_records(items, plan, limits)
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer orjson would turn into a float (json keeps it exact)
+
+
+def _decode(payload: bytes, text: str) -> Any:
+    """The JSON document; a record holding a key twice comes back as a :class:`_RepeatedKeys`.
+
+    NaN / Infinity / -Infinity literals become floats (json's default; orjson refuses them, and json decides).
+    """
+    if _orjson is not None and not _LONG_DIGITS.search(payload):
+        try:
+            doc = _orjson.loads(payload)
+        except _orjson.JSONDecodeError:
+            pass  # non-finite literals, a byte order mark, lone surrogates, invalid JSON: json decides and explains
+        else:
+            return _DUP_MARKING.decode(text) if _may_repeat_keys(payload, doc) else doc
+    if len(payload) < _HOOK_BELOW_BYTES:  # about one record: the pairs hook costs less than counting
+        return _DUP_MARKING.decode(text)  # the default decoder is reused (parse_constant would build one per call)
+    doc = json.loads(text)
+    return _DUP_MARKING.decode(text) if _may_repeat_keys(payload, doc) else doc
+
+
+class _BadRow(list):
+    """A row of a columnar batch that is not an array of one value per column (rejected as ``bad_row``)."""
+
+
+def _columnar(doc: dict[str, Any], limits: RecordLimits) -> list[Any] | tuple[Reason, str]:
+    """The rows of a columnar batch as records (``dict(zip(columns, row))``), or the message's (reason, detail)."""
+    if type(doc) is _RepeatedKeys:
+        return Reason.DUPLICATE_FIELD, f"key {doc.repeated!r}: expected each key once, got it more than once"
+    columns, rows = doc[COLUMNS_KEY], doc.get(ROWS_KEY)
+    if len(doc) != 2 or type(columns) is not list or type(rows) is not list:
+        shape = ", ".join(f"{k!r}: {_describe(v)}" for k, v in list(doc.items())[:4])
+        return Reason.BAD_BATCH, f'expected {{"{COLUMNS_KEY}": [names], "{ROWS_KEY}": [rows]}}, got {{{shape}}}'
+    if not all(type(c) is str for c in columns):
+        bad = next(c for c in columns if type(c) is not str)
+        return Reason.BAD_BATCH, f"{COLUMNS_KEY}: expected strings, got {_describe(bad)}"
+    if len(columns) > limits.max_keys:
+        return Reason.TOO_MANY_KEYS, f"{COLUMNS_KEY}: expected at most {limits.max_keys}, got {len(columns)}"
+    if len(set(columns)) != len(columns):
+        seen: set[str] = set()
+        repeated = next(c for c in columns if c in seen or seen.add(c))  # type: ignore[func-returns-value]
+        return Reason.DUPLICATE_FIELD, f"column {repeated!r}: expected each column once, got it more than once"
+    if not rows:
+        return Reason.EMPTY, "expected a flow record or an array of them, got a batch of no rows"
+    if len(rows) > limits.max_records:
+        return Reason.TOO_MANY_RECORDS, f"expected at most {limits.max_records} records, got {len(rows)}"
+    n = len(columns)
+    return [dict(zip(columns, row, strict=True)) if type(row) is list and len(row) == n else _BadRow([row])
+            for row in rows]  # fmt: skip
 
 
 class _RepeatedKeys(dict):
@@ -536,7 +602,12 @@ def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple
     last_dup: str | None = None
     for i, rec in enumerate(items):
         if type(rec) is not dict and type(rec) is not _RepeatedKeys:
-            reject(i, Reason.NOT_AN_OBJECT, f"record {i}: expected a JSON object, got {_describe(rec)}", rec)
+            if type(rec) is _BadRow:
+                row = rec[0]
+                detail = f"record {i}: expected an array of one value per column, got {_describe(row)}"
+                reject(i, Reason.BAD_ROW, detail, row)
+            else:
+                reject(i, Reason.NOT_AN_OBJECT, f"record {i}: expected a JSON object, got {_describe(rec)}", rec)
             continue
         if len(rec) > max_keys:
             reject(i, Reason.TOO_MANY_KEYS, f"record {i}: expected at most {max_keys} keys, got {len(rec)}", rec)

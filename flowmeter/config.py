@@ -63,7 +63,10 @@ class MeterSection:
 
 @dataclass
 class PublishSettings:
-    max_records: int = setting(256, min=1, max=AGENT_MAX_RECORDS, help="records per message (one JSON array)")
+    format: str = setting(
+        "columnar", choices=("columnar", "records"), help="columnar batches (names once) or JSON arrays of records"
+    )
+    max_records: int = setting(256, min=1, max=AGENT_MAX_RECORDS, help="records per message")
     max_wait_ms: float = setting(500.0, min=0.0, max=60_000.0, help="longest a finished flow waits for its message")
     max_message_bytes: int = setting(
         1 << 20, min=4096, max=255 << 20, help="messages are split below this (the agent's max_message_bytes)"

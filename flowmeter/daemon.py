@@ -115,6 +115,7 @@ class FlowmeterDaemon:
                 max_records=cfg.publish.max_records,
                 max_wait_s=cfg.publish.max_wait_ms / 1000,
                 max_message_bytes=cfg.publish.max_message_bytes,
+                columnar=cfg.publish.format == "columnar",
                 wake=self.forwarder.wake,
             )
             self.meter = FlowMeter(meter_settings or cfg.meter.settings(), self.batcher.add)

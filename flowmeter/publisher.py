@@ -1,4 +1,5 @@
-"""Finished flows → JSON-array messages in the outbox, each record numbered with ``sensor`` + ``seq``.
+"""Finished flows → messages in the outbox (columnar batches, or JSON arrays of records), each record numbered with
+``sensor`` + ``seq``. The formats are :mod:`ids_core.flowmessage`'s.
 
 Records are collected until ``max_records`` are waiting or the oldest has waited ``max_wait_s``; then they get
 consecutive ``seq`` values and are split into messages of at most ``max_records`` records and
@@ -14,21 +15,16 @@ CICFlowMeter writes; the agent reads them and applies the shared rule).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 
+from ids_core.flowmessage import columns_header, join_records, join_rows, to_json
 from ids_core.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "next_seq/"  # + sensor; the value is the next seq as ASCII digits
-
-
-def record_bytes(record: dict[str, object]) -> bytes:
-    """One record as compact JSON; NaN and ±Infinity as the literals ``NaN`` / ``Infinity`` / ``-Infinity``."""
-    return json.dumps(record, separators=(",", ":"), allow_nan=True).encode()
 
 
 class RecordBatcher:
@@ -44,9 +40,10 @@ class RecordBatcher:
         max_records: int = 256,
         max_wait_s: float = 0.5,
         max_message_bytes: int = 1 << 20,
+        columnar: bool = True,
         wake: Callable[[], None] = lambda: None,
     ) -> None:
-        self.outbox, self.topic, self.sensor, self.qos = outbox, topic, sensor, qos
+        self.outbox, self.topic, self.sensor, self.qos, self.columnar = outbox, topic, sensor, qos, columnar
         self.max_records, self.max_wait_s, self.max_message_bytes = max_records, max_wait_s, max_message_bytes
         self._wake = wake
         self._key = STATE_KEY + sensor
@@ -83,18 +80,31 @@ class RecordBatcher:
         seq, sensor = self.next_seq, self.sensor
         messages: list[tuple[str, bytes, int, bool]] = []
         parts: list[bytes] = []
-        size = 2
+        header = b""  # columnar: the column names of the message being built
+        layout: tuple[str, ...] = ()
+        size = 0
         for record in records:
             record["sensor"] = sensor
             record["seq"] = seq
             seq += 1
-            encoded = record_bytes(record)
+            if self.columnar:
+                keys = tuple(record)
+                if keys != layout:  # a record with other keys (e.g. labelled) starts a new message
+                    if parts:
+                        messages.append(self._message(header, parts))
+                        parts = []
+                    layout, header = keys, columns_header(keys)
+                encoded = to_json(list(record.values()))
+            else:
+                encoded = to_json(record)
             if parts and (len(parts) >= self.max_records or size + len(encoded) + 1 > self.max_message_bytes):
-                messages.append(self._message(parts))
-                parts, size = [], 2
+                messages.append(self._message(header, parts))
+                parts = []
+            if not parts:
+                size = len(header) + 2
             parts.append(encoded)
             size += len(encoded) + 1
-        messages.append(self._message(parts))
+        messages.append(self._message(header, parts))
         self.outbox.put_many(messages, state={self._key: str(seq).encode()})
         self.next_seq = seq
         self.records_out += len(records)
@@ -102,5 +112,6 @@ class RecordBatcher:
         self._wake()
         return len(records)
 
-    def _message(self, parts: list[bytes]) -> tuple[str, bytes, int, bool]:
-        return self.topic, b"[" + b",".join(parts) + b"]", self.qos, False
+    def _message(self, header: bytes, parts: list[bytes]) -> tuple[str, bytes, int, bool]:
+        payload = join_rows(header, parts) if self.columnar else join_records(parts)
+        return self.topic, payload, self.qos, False

@@ -23,6 +23,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from ids_core.flowmessage import encode
+
 log = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ("Label", "Cat", "Sub_Cat", "Target")
@@ -105,6 +107,7 @@ def replay(
     topic: str,
     rate: float = 0.0,
     per_message: int = 1,
+    columnar: bool = False,
     qos: int = 1,
     sensor: str = "replay",
     truth_path: Path | None = None,
@@ -112,8 +115,8 @@ def replay(
     client: mqtt.Client | None = None,
     wait_timeout: float = 600.0,
 ) -> ReplayResult:
-    """Publish ``rows`` (``per_message`` records per message) at ``rate`` flows/s (0 = as fast as possible)
-    and wait until the broker acknowledged every message."""
+    """Publish ``rows`` (``per_message`` records per message, as an array or a ``columnar`` batch) at ``rate``
+    flows/s (0 = as fast as possible) and wait until the broker acknowledged every message."""
     own = client is None
     client = client or connect(host, port)
     truth_file = open(truth_path, "w") if truth_path else None  # noqa: SIM115
@@ -128,7 +131,7 @@ def replay(
                 truth_file.write(json.dumps(truth) + "\n")
             if len(batch) < per_message and i < len(rows):
                 continue
-            payload = json.dumps(batch[0] if per_message == 1 else batch, separators=(",", ":"))
+            payload = encode(batch, columnar=columnar)
             pending.append(client.publish(topic, payload, qos=qos))
             published += len(batch)
             messages += 1
@@ -187,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gateway", default="gateway", help="the agent's gateway_id")
     p.add_argument("--rate", type=float, default=1000.0, help="flows per second (0 = as fast as possible)")
     p.add_argument("--per-message", type=int, default=1, help="flows per MQTT message (a JSON array when > 1)")
+    p.add_argument("--columnar", action="store_true", help="send columnar batches: column names once per message")
     p.add_argument("--limit", type=int, help="publish only the first N rows")
     p.add_argument("--shuffle", type=int, metavar="SEED", help="shuffle rows with this seed (files sorted by class)")
     p.add_argument("--sensor", default="replay", help="publisher id carried in every record")
@@ -197,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_flows(args.csv, limit=args.limit, shuffle_seed=args.shuffle)
     topic = f"{args.prefix}/{args.gateway}/flows"
     client = connect(args.host, args.port, protocol=args.protocol)
-    result = replay(rows, topic=topic, rate=args.rate, per_message=args.per_message, sensor=args.sensor,
-                    truth_path=args.truth, progress=True, client=client)  # fmt: skip
+    result = replay(rows, topic=topic, rate=args.rate, per_message=args.per_message, columnar=args.columnar,
+                    sensor=args.sensor, truth_path=args.truth, progress=True, client=client)  # fmt: skip
     client.disconnect()
     client.loop_stop()
     print(f"published {result.published:,} flows in {result.messages:,} messages to {topic} "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent import records as records_module
 from agent.records import (
     EXCERPT_CHARS,
     NUMERIC_COLUMNS,
@@ -24,6 +27,7 @@ from agent.records import (
     flow_record_schema,
     parse_flows,
 )
+from ids_core.flowmessage import encode
 from ids_core.preprocess import window_key
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "agent" / "schema" / "flow_record.schema.json"
@@ -195,6 +199,21 @@ MESSAGE_CASES = [
     pytest.param(b"[]", None, Reason.EMPTY, id="empty_array"),
     pytest.param(b"  \n", None, Reason.EMPTY, id="empty_payload"),
     pytest.param(b"[{}, {}, {}]", SMALL, Reason.TOO_MANY_RECORDS, id="too_many_records"),
+    # columnar batches (ids_core.flowmessage)
+    pytest.param(b'{"columns": "seq", "rows": [[1]]}', None, Reason.BAD_BATCH, id="columns_not_a_list"),
+    pytest.param(b'{"columns": ["seq"], "rows": {"0": 1}}', None, Reason.BAD_BATCH, id="rows_not_a_list"),
+    pytest.param(b'{"columns": ["seq"], "rows": [[1]], "x": 1}', None, Reason.BAD_BATCH, id="batch_extra_key"),
+    pytest.param(b'{"columns": ["seq", 7], "rows": [[1, 2]]}', None, Reason.BAD_BATCH, id="column_not_a_string"),
+    pytest.param(b'{"columns": ["seq", "seq"], "rows": [[1, 2]]}', None, Reason.DUPLICATE_FIELD, id="column_twice"),
+    pytest.param(b'{"columns": ["a"], "columns": ["b"], "rows": []}', None, Reason.DUPLICATE_FIELD, id="key_twice"),
+    pytest.param(b'{"columns": ["seq"], "rows": []}', None, Reason.EMPTY, id="batch_of_no_rows"),
+    pytest.param(b'{"columns": ["a"], "rows": [[1], [2], [3]]}', SMALL, Reason.TOO_MANY_RECORDS, id="rows_limit"),
+    pytest.param(
+        b'{"columns": [' + b",".join(b'"c%d"' % i for i in range(15)) + b'], "rows": [[]]}',
+        TIGHT,
+        Reason.TOO_MANY_KEYS,
+        id="columns_limit",
+    ),
 ]
 
 
@@ -420,7 +439,7 @@ def test_missing_categorical_feature_is_missing_field() -> None:
 
 
 def test_every_reason_code_is_exercised() -> None:
-    seen = {p.values[2] for p in MESSAGE_CASES} | {p.values[2] for p in RECORD_CASES}
+    seen = {p.values[2] for p in MESSAGE_CASES} | {p.values[2] for p in RECORD_CASES} | {Reason.BAD_ROW}  # below
     assert seen == set(Reason) - {Reason.INTERNAL_ERROR}
 
 
@@ -582,6 +601,8 @@ def check_accounting(payload: bytes, **kw: Any) -> None:
     try:
         top = json.loads(payload)
         n = len(top) if isinstance(top, list) else 1
+        if isinstance(top, dict) and isinstance(top.get("columns"), list) and isinstance(top.get("rows"), list):
+            n = len(top["rows"])
     except (ValueError, RecursionError):
         n = None
     features = kw.pop("features", FEATURES)
@@ -630,3 +651,115 @@ def test_mutated_records_are_each_accepted_or_rejected_once(records: list[Any], 
     for a in accepted:
         assert a.nonfinite == int((~np.isfinite(a.values[[0, 2]])).sum()) and np.isnan(a.values[1])
         assert set(a.categories) == {"Protocol"}
+
+
+# --------------------------------------------------------------------------- columnar batches, and orjson vs json
+
+
+def columnar(records: list[dict[str, Any]]) -> bytes:
+    return encode(records, columnar=True)
+
+
+def outcome(result: tuple[list[FlowRecord], list[Rejected]]) -> tuple[list[Any], list[Any]]:
+    """Comparable form of a parse result (NaN-safe values)."""
+    accepted, rejected = result
+    return (
+        [(a.index, a.values.tobytes(), a.ident, a.key, a.categories, a.nonfinite) for a in accepted],
+        [(r.reason, r.detail, r.index, r.excerpt, r.ident) for r in rejected],
+    )
+
+
+def test_columnar_batch_parses_as_the_same_records() -> None:
+    records = [rec(seq=i, Flow_Byts__s=float(i) if i % 2 else math.inf) for i in range(5)]
+    assert outcome(parse(columnar(records))) == outcome(parse(records))
+    accepted, rejected = parse(columnar(records))
+    assert [a.ident["seq"] for a in accepted] == list(range(5)) and rejected == []
+
+
+def test_a_bad_row_is_rejected_alone_with_its_index() -> None:  # the case of Reason.BAD_ROW
+    payload = columnar([rec(seq=0), rec(seq=1), rec(seq=2)]).replace(b"],[", b",9],[", 1)  # row 0: one value too many
+    accepted, rejected = parse(payload)
+    assert [a.index for a in accepted] == [1, 2]
+    (bad,) = rejected
+    assert bad.reason == Reason.BAD_ROW and bad.index == 0 and "one value per column" in bad.detail
+    for row in (b"3", b"{}", b"[]", b"null"):
+        body = b'{"columns": ["seq", "Flow_Duration"], "rows": [[1, 2], ' + row + b"]}"
+        accepted, rejected = parse(body, features=("Flow_Duration",))
+        assert len(accepted) == 1 and [(r.reason, r.index) for r in rejected] == [(Reason.BAD_ROW, 1)]
+
+
+def test_null_in_a_row_is_an_absent_value() -> None:
+    records = [rec(seq=1, Src_IP=None), rec(seq=2, Flow_Duration=None)]
+    accepted, rejected = parse(columnar(records))
+    assert [a.ident["seq"] for a in accepted] == [1] and "src_ip" not in accepted[0].ident
+    assert [(r.reason, r.ident["seq"]) for r in rejected] == [(Reason.NON_NUMERIC, 2)]
+
+
+@SETTINGS
+@given(st.lists(mutated_record(), min_size=1, max_size=6))
+def test_columnar_batches_get_the_same_verdicts_as_arrays(records: list[Any]) -> None:
+    """Records sharing one key layout: a columnar batch and an array give the same records and reasons."""
+    records = [r for r in records if isinstance(r, dict)]
+    if not records:
+        return
+    layout = list(records[0])
+    same = [r for r in records if list(r) == layout]
+    payload = columnar(same)
+    check_accounting(payload)
+    check_accounting(payload, features=PLAN_FEATURES, **PLAN)
+    for kw in ({}, {"features": PLAN_FEATURES, **PLAN}):
+        array = parse_flows(json.dumps(same, allow_nan=True).encode(), kw.pop("features", FEATURES), **kw)
+        kw = {} if not kw else {"features": PLAN_FEATURES, **PLAN}
+        batch = parse_flows(payload, kw.pop("features", FEATURES), **kw)
+        a, b = outcome(array), outcome(batch)
+        assert a[0] == b[0]
+        assert [r[:3] for r in a[1]] == [r[:3] for r in b[1]] or any(r[0] == Reason.DUPLICATE_FIELD for r in a[1])
+
+
+@SETTINGS
+@given(st.one_of(st.lists(mutated_record(), min_size=1, max_size=6), mutated_record()), st.booleans())
+def test_orjson_and_the_standard_library_give_the_same_results(value: Any, as_batch: bool) -> None:
+    pytest.importorskip("orjson")
+    if as_batch and isinstance(value, list) and all(isinstance(r, dict) for r in value):
+        payload = columnar(value)
+    else:
+        payload = json.dumps(value, allow_nan=True).encode()
+    for kw in ({}, PLAN):
+        features = PLAN_FEATURES if kw else FEATURES
+        fast = parse_flows(payload, features, **kw)  # type: ignore[arg-type]
+        with stdlib_json():
+            slow = parse_flows(payload, features, **kw)  # type: ignore[arg-type]
+        assert outcome(fast) == outcome(slow)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"Flow_Duration": 1, "Flow_Byts/s": NaN, "Tot_Fwd_Pkts": Infinity, "seq": 1}',
+        b'{"Flow_Duration": 1, "Flow_Byts/s": 1e400, "Tot_Fwd_Pkts": 2, "seq": 1}',
+        b'{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3, "seq": 18446744073709551616}',
+        b'{"Flow_Duration": 12345678901234567890123, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3}',
+        b'\xef\xbb\xbf{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3}',
+        b'{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3, "Src_IP": "\\ud800"}',
+        b'[{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3, "seq": 1, "seq": 2}]',
+        b'{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3,',
+    ],
+    ids=["nonfinite_literals", "overflow", "seq_beyond_64_bits", "long_integer", "bom", "surrogate", "repeat", "cut"],
+)
+def test_what_orjson_refuses_or_reads_differently_is_decided_by_json(payload: bytes) -> None:
+    pytest.importorskip("orjson")
+    fast = parse_flows(payload, FEATURES)
+    with stdlib_json():
+        slow = parse_flows(payload, FEATURES)
+    assert outcome(fast) == outcome(slow)
+
+
+@contextlib.contextmanager
+def stdlib_json() -> Iterator[None]:
+    """The agent as it runs where orjson is not installed."""
+    saved = records_module._orjson
+    records_module._orjson = None
+    try:
+        yield
+    finally:
+        records_module._orjson = saved

@@ -19,6 +19,7 @@ from pcap_craft import ACK, FIN, PSH, SYN, T0, tcp4, udp4, write_pcap
 from flowmeter.meter import FlowMeter
 from flowmeter.pcapfile import read_capture
 from flowmeter.settings import MeterSettings
+from ids_core.flowmessage import decode
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "edge-ids-test"  # the agent harness's prefix and gateway, so an agent and its collector see the records
@@ -152,8 +153,8 @@ def flow_records(collector: Any) -> list[dict[str, Any]]:
     out = []
     for msg in collector.messages("flows"):
         doc = json.loads(msg.payload)
-        assert isinstance(doc, list), f"a flows message must be a JSON array, got {type(doc).__name__}"
-        out += doc
+        assert isinstance(doc, dict) and set(doc) == {"columns", "rows"}, f"expected a columnar batch, got {doc!r:.80}"
+        out += decode(msg.payload)
     return out
 
 
