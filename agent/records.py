@@ -780,6 +780,7 @@ def flow_record_schema(limits: RecordLimits = DEFAULT_LIMITS) -> dict[str, Any]:
             "flowRecord": {
                 "type": "object",
                 "maxProperties": limits.max_keys,
+                "not": {"required": [COLUMNS_KEY]},  # an object with "columns" is a columnar batch
                 "properties": props,
                 "additionalProperties": True,
             },
