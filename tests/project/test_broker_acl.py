@@ -18,6 +18,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,9 +28,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from agent_harness import AgentProcess, agent_config, wait_until, write_config
+from agent_harness import AgentProcess, agent_config, agent_env, wait_until, write_config
 from bundle_helpers import N_FEATURES, TinyModel, tiny_model
 from conftest import REPO, free_port
+
+from ids_core.flowmessage import decode
 
 SHIPPED = REPO / "config" / "mosquitto"
 ETC = "/etc/mosquitto/edge-ids"  # where the shipped configuration keeps certificates and mosquitto_ctrl options
@@ -39,6 +42,7 @@ ACCEPTED = (0x00, 0x10)  # PUBACK: success, or "no matching subscribers" (succes
 P = "edge-ids"  # the default prefix accounts.sh writes into the roles
 GW, OTHER = "gw1", "gw2"
 SENSOR = "meter1"  # the flow meter's sensor name, given to accounts.sh
+CAPTURE = REPO.parent / "shared" / "pcaps" / "sv__detect-itype-prefilter__icmpv4-ping.pcap"  # a real capture
 
 
 def client_id_of(username: str) -> str:
@@ -370,3 +374,38 @@ def test_allowed_traffic_flows_end_to_end(tmp_path, acl_broker, login, tiny_mode
     assert reader.subscribe(f"{P}/fleet/bundle") == 1
     wait_until(lambda: reader.messages, 10, "the retained bundle at a gateway's agent account")
     assert [(m.payload, bool(m.retain)) for m in reader.messages] == [(b"signed bundle", True)]
+
+
+@pytest.mark.timeout(90, func_only=True)
+def test_the_real_flow_meter_publishes_as_its_account(tmp_path, acl_broker, login):
+    """The flow meter daemon with its default client id, as publisher-<gw> over TLS: its flows reach the gateway's
+    agent account, its retained status (birth, then offline) reaches the monitor account."""
+    if not CAPTURE.exists():
+        pytest.skip(f"shared capture not found: {CAPTURE}")
+    agent = login(f"agent-{GW}")
+    assert agent.subscribe(f"{P}/{GW}/flows") == 1
+    monitor = login("monitor")
+    assert monitor.subscribe(f"{P}/{GW}/flowmeter/{SENSOR}/status") == 1
+    cfg = {
+        "gateway_id": GW,
+        "sensor": SENSOR,
+        "state_dir": str(tmp_path / "meter" / "state"),
+        "mqtt": {"host": "localhost", "port": acl_broker.port, "topic_prefix": P, "username": f"publisher-{GW}",
+                 "password_file": str(acl_broker.password_file(f"publisher-{GW}")),
+                 "tls": {"enabled": True, "ca_file": str(acl_broker.ca)}},
+        "publish": {"max_wait_ms": 100},
+    }  # fmt: skip
+    config = write_config(tmp_path / "meter" / "flowmeter.yaml", cfg)
+    log = tmp_path / "meter" / "meter.log"
+    with open(log, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "flowmeter.cli", str(CAPTURE), "--config", str(config)],
+                              cwd=REPO, env=agent_env(), stdout=out, stderr=subprocess.STDOUT, timeout=60)  # fmt: skip
+    assert done.returncode == 0, log.read_text()
+    records = lambda: [r for m in list(agent.messages) for r in decode(m.payload)]  # noqa: E731
+    wait_until(records, 10, "the meter's flows at the agent account", log.read_text)
+    assert {r["sensor"] for r in records()} == {SENSOR}
+    assert sorted(r["seq"] for r in records()) == list(range(len(records()))), "a flow message was refused"
+    status = f"{P}/{GW}/flowmeter/{SENSOR}/status"
+    wait_until(lambda: [m.payload for m in monitor.messages if m.topic == status][-1:] == [b"offline"], 10,
+               "the meter's offline status at the monitor", log.read_text)  # fmt: skip
+    assert next(m.payload for m in monitor.messages if m.topic == status) == b"online"
