@@ -11,6 +11,12 @@ Definitions (also in the README):
   (1 for a constant column), fitted on the training split only, clipped to ``[0, 1]`` so a value
   beyond the training range saturates instead of extrapolating (the int8 input would saturate too).
   With ``log-minmax`` a signed ``log1p`` comes first and the fit is on the logged values.
+* **Value codes** (optional, per column). A numeric column whose values are categories (a port, the
+  protocol) is not a magnitude: port 49784 is not "near" 52717. Such a column's raw value is replaced by
+  a code learned per value on the training split — the smoothed share of malicious flows with that
+  value (:class:`ValueCodes`); a value seen too rarely, or never, gets the overall share. The code
+  replaces the (logged) value before Min-Max. A spec with value codes has format ``…/2``, so a gateway
+  that cannot apply them refuses the spec instead of feeding the model raw port numbers.
 * **Non-finite values** (one rule, trainer and agent alike). CICFlowMeter writes ``Infinity`` for
   ``Flow_Byts/s`` and ``Flow_Pkts/s`` when a flow lasted 0 µs, and ``NaN`` for ``Flow_Byts/s`` when it
   also carried no payload (0/0). Such flows are scored, not dropped: ``+inf`` becomes the feature's
@@ -36,6 +42,8 @@ from typing import Any
 import numpy as np
 
 SPEC_FORMAT = "edge-ids/preprocess-spec/1"
+SPEC_FORMAT_VALUE_CODES = "edge-ids/preprocess-spec/2"  # written only when the transform has value codes
+SPEC_FORMATS = (SPEC_FORMAT, SPEC_FORMAT_VALUE_CODES)
 # The non-finite rule as the spec states it (see the module docstring); a spec naming another rule is refused.
 NONFINITE_RULE: dict[str, str] = {"+inf": "data_max", "-inf": "data_min", "nan": "0"}
 
@@ -60,6 +68,59 @@ class CategoryEncoder:
     def transform(self, values: Sequence[Any]) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(self.classes)}
         return np.array([lookup.get(str(v), -1) for v in values], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ValueCodes:
+    """A numeric column whose values are categories (a port, the protocol) → one learned number per value.
+
+    Fitted on the training split: a value seen in at least ``min_count`` training flows gets the share of
+    malicious flows among them, smoothed toward the overall share ``default``:
+    ``(malicious + smoothing * default) / (count + smoothing)``. Rarer values, unseen values and non-finite
+    values get ``default``.
+    """
+
+    values: tuple[float, ...]  # ascending
+    codes: tuple[float, ...]
+    default: float
+
+    def __post_init__(self) -> None:
+        v, c = np.asarray(self.values, dtype=np.float64), np.asarray(self.codes, dtype=np.float64)
+        if v.shape != c.shape or v.ndim != 1:
+            raise SpecError(f"value codes: {v.shape} values for {c.shape} codes")
+        if not (np.isfinite(v).all() and np.isfinite(c).all() and np.isfinite(self.default)):
+            raise SpecError("value codes: values, codes and default must be finite")
+        if (np.diff(v) <= 0).any():
+            raise SpecError("value codes: values must be strictly ascending")
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, *, min_count: int, smoothing: float) -> ValueCodes:
+        """Codes for the values of ``x`` (one column) from the binary labels ``y`` of the same rows."""
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        prior = float(y.mean()) if len(y) else 0.0
+        finite = np.isfinite(x)
+        values, inverse, counts = np.unique(x[finite], return_inverse=True, return_counts=True)
+        malicious = np.bincount(inverse, weights=y[finite], minlength=len(values))
+        keep = counts >= min_count
+        codes = (malicious[keep] + smoothing * prior) / (counts[keep] + smoothing)
+        return cls(tuple(values[keep].tolist()), tuple(codes.tolist()), prior)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        out = np.full(x.shape, self.default)
+        if self.values:
+            values = np.asarray(self.values)
+            i = np.clip(np.searchsorted(values, x), 0, len(values) - 1)
+            hit = values[i] == x  # NaN and ±inf never match a (finite) value
+            out[hit] = np.asarray(self.codes)[i[hit]]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"values": list(self.values), "codes": list(self.codes), "default": self.default}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ValueCodes:
+        return cls(tuple(float(v) for v in d["values"]), tuple(float(c) for c in d["codes"]), float(d["default"]))
 
 
 def finite_range(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +174,7 @@ class FeatureTransform:
     encoders: dict[str, CategoryEncoder] = field(default_factory=dict)
     log_scale: bool = False  # signed log1p before Min-Max (keeps heavy-tailed rates apart after int8)
     data_max: np.ndarray | None = None  # training maximum (logged with log_scale); None: the top of the clip range
+    value_codes: dict[str, ValueCodes] = field(default_factory=dict)  # categorical numeric columns (ports, protocol)
 
     def __post_init__(self) -> None:
         n = len(self.features)
@@ -128,6 +190,9 @@ class FeatureTransform:
         unknown = set(self.encoders) - set(self.features)
         if unknown:
             raise SpecError(f"encoders for columns that are not features: {sorted(unknown)}")
+        unknown = set(self.value_codes) - set(self.features)
+        if unknown or set(self.value_codes) & set(self.encoders):
+            raise SpecError(f"value codes for columns that are not numeric features: {sorted(self.value_codes)}")
 
     @classmethod
     def fit(
@@ -137,13 +202,17 @@ class FeatureTransform:
         encoders: dict[str, CategoryEncoder] | None = None,
         *,
         log_scale: bool = False,
+        value_codes: dict[str, ValueCodes] | None = None,
     ) -> FeatureTransform:
-        """Fit Min-Max on ``raw`` (rows × features, categorical columns already encoded), finite values only."""
-        x = _signed_log1p(raw) if log_scale else np.asarray(raw, dtype=np.float64)
+        """Fit Min-Max on ``raw`` (rows × features, categorical columns already encoded), finite values only.
+
+        ``value_codes`` replace their columns' values before the fit (see :class:`ValueCodes`)."""
+        codes = dict(value_codes or {})
+        x = _coded(features, raw, log_scale, codes)
         lo, hi = finite_range(x)
         span = hi - lo
         scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 1.0)
-        return cls(tuple(features), lo, scale, dict(encoders or {}), log_scale, hi)
+        return cls(tuple(features), lo, scale, dict(encoders or {}), log_scale, hi, codes)
 
     def encode_columns(self, columns: dict[str, Sequence[Any]]) -> np.ndarray:
         """Columns by name (numbers, or strings for encoded columns) → raw float64 matrix."""
@@ -158,7 +227,7 @@ class FeatureTransform:
         raw = np.asarray(raw, dtype=np.float64)
         if raw.ndim != 2 or raw.shape[1] != len(self.features):
             raise ValueError(f"expected (n, {len(self.features)}) raw features, got {raw.shape}")
-        x = _signed_log1p(raw) if self.log_scale else raw  # ±inf stay ±inf, NaN stays NaN
+        x = _coded(self.features, raw, self.log_scale, self.value_codes)  # ±inf stay ±inf, NaN stays NaN
         x = replace_nonfinite(x, self.data_min, self.data_max)  # log1p(0) = 0: NaN → 0 before or after the log
         return np.clip((x - self.data_min) * self.scale, 0.0, 1.0).astype(np.float32)
 
@@ -172,6 +241,7 @@ class FeatureTransform:
                 "scale": self.scale.tolist(),
                 "clip": [0.0, 1.0],
                 "nonfinite": dict(NONFINITE_RULE),
+                **({"value_codes": {k: v.to_dict() for k, v in self.value_codes.items()}} if self.value_codes else {}),
             },
             "encoders": {k: {"classes": list(v.classes), "unknown": -1} for k, v in self.encoders.items()},
         }
@@ -190,7 +260,20 @@ class FeatureTransform:
             enc,
             {"minmax": False, "log-minmax": True}[sc.get("kind", "minmax")],
             np.asarray(sc["data_max"], dtype=np.float64) if "data_max" in sc else None,
+            {k: ValueCodes.from_dict(v) for k, v in sc.get("value_codes", {}).items()},
         )
+
+
+def _coded(features: Sequence[str], raw: np.ndarray, log_scale: bool, value_codes: dict[str, ValueCodes]) -> np.ndarray:
+    """Raw values before Min-Max: signed log1p (with ``log_scale``), value-coded columns replaced by their codes."""
+    raw = np.asarray(raw, dtype=np.float64)
+    x = _signed_log1p(raw) if log_scale else raw
+    if value_codes:
+        x = x.copy() if x is raw else x
+        for name, codes in value_codes.items():
+            j = features.index(name)
+            x[:, j] = codes.transform(raw[:, j])
+    return x
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
@@ -353,7 +436,7 @@ class PreprocessSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": SPEC_FORMAT,
+            "format": SPEC_FORMAT_VALUE_CODES if self.transform.value_codes else SPEC_FORMAT,
             "model": {"name": self.model_name, "version": self.model_version},
             **self.transform.to_dict(),
             "window": {"length": self.window_length, "key": list(self.window_key), "order": "stream"},
@@ -379,8 +462,8 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
-        if not isinstance(d, dict) or d.get("format") != SPEC_FORMAT:
-            raise SpecError(f"not a preprocessing spec (format must be {SPEC_FORMAT!r})")
+        if not isinstance(d, dict) or d.get("format") not in SPEC_FORMATS:
+            raise SpecError(f"not a preprocessing spec (format must be one of {list(SPEC_FORMATS)})")
         try:
             q_in, q_out = d["input"].get("quantization"), d["output"].get("quantization")
             spec = cls(
@@ -396,6 +479,8 @@ class PreprocessSpec:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise SpecError(f"malformed preprocessing spec: {e!r}") from e
+        if spec.transform.value_codes and d["format"] != SPEC_FORMAT_VALUE_CODES:
+            raise SpecError(f"value codes need format {SPEC_FORMAT_VALUE_CODES!r}, got {d['format']!r}")
         if spec.window_length < 1 or not 0.0 < spec.threshold < 1.0:
             raise SpecError("window.length must be >= 1 and threshold in (0, 1)")
         if list(d["input"]["shape"]) != list(spec.input_shape):

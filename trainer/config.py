@@ -32,6 +32,13 @@ class Features:
         choices=("minmax", "log-minmax"),
         help="minmax (the paper) | log-minmax (signed log1p first: keeps heavy-tailed rates apart in int8)",
     )
+    value_codes: list[str] = setting(
+        factory=list,
+        choices=("Src_Port", "Dst_Port", "Protocol"),
+        help="numeric columns whose values are categories: each value coded by its training share of malicious flows",
+    )
+    value_code_min_count: int = setting(20, min=1, help="training flows a value needs for a code of its own")
+    value_code_smoothing: float = setting(10.0, min=0.0, help="pseudo-flows at the overall malicious share per value")
 
 
 @dataclass

@@ -88,6 +88,9 @@ def prepare(
         n_estimators=profile.features.extra_trees_estimators,
         seed=profile.seed,
         log_scale=profile.features.scaling == "log-minmax",
+        value_codes=profile.features.value_codes,
+        code_min_count=profile.features.value_code_min_count,
+        code_smoothing=profile.features.value_code_smoothing,
     )
     w = profile.window
     kw = {"length": w.length, "key": w.key, "order": w.order}
