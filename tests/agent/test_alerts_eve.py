@@ -84,14 +84,24 @@ def test_every_alert_shape_validates(eve, ident):
         assert problems(eve, json.loads(json.dumps(doc, allow_nan=False))) == [], doc
 
 
+def with_identifiers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sample has no address or time columns: give its rows four sources, one destination and a time, as
+    a flow meter would (identifiers only: the scores do not change)."""
+    for i, row in enumerate(rows):
+        src, dst = f"192.168.0.{10 + i % 4}", "192.168.0.1"
+        row.update(Src_IP=src, Dst_IP=dst, Timestamp="05/12/2026 01:00:00 PM",
+                   Flow_ID=f"{src}-{dst}-{row['Src_Port']}-{row['Dst_Port']}-{row['Protocol']}")  # fmt: skip
+    return rows
+
+
 @pytest.mark.timeout(90, func_only=True)
 def test_every_document_on_the_alert_topic_validates_against_suricatas_schema(
-    eve, agents, collector, broker, sample_csv
+    eve, agents, collector, broker, sample_csv, quick_run
 ):
     agent = agents.spawn(alerts__rate_limit={"max_alerts": 2, "per_seconds": 1.0})
 
-    # 1. alerts, rate limited per source: real sample flows, most of them attacks from a few sources
-    stream = Stream(sample_rows(sample_csv, 300, include_inf=False), broker.port, per_message=10)
+    # 1. alerts, rate limited per source: real sample flows, most of them attacks, from four sources
+    stream = Stream(with_identifiers(sample_rows(sample_csv, 300, include_inf=False)), broker.port, per_message=10)
     stream.run()
     collector.wait_seqs(stream.seqs, 30, agent.log)
     time.sleep(1.2)  # the rate-limit windows end; the next batch publishes their alert_summary
@@ -99,7 +109,8 @@ def test_every_document_on_the_alert_topic_validates_against_suricatas_schema(
     # 2. a sensor that skips seqs 3…5: a gap event once the reordering window (5 s) has passed
     client = connect("127.0.0.1", broker.port)
     try:
-        gapped = [rec for rec, _t in records(sample_rows(sample_csv, 9, seed=11, include_inf=False), "gapper")]
+        rows = with_identifiers(sample_rows(sample_csv, 9, seed=11, include_inf=False))
+        gapped = [rec for rec, _t in records(rows, "gapper")]
         for rec in gapped[:3] + gapped[6:]:
             client.publish(topic("flows"), json.dumps(rec), qos=1).wait_for_publish(10)
     finally:
@@ -114,12 +125,17 @@ def test_every_document_on_the_alert_topic_validates_against_suricatas_schema(
     invalid = {i: p for i, doc in enumerate(docs) if (p := problems(eve, doc))}
     assert not invalid, {i: (docs[i], p) for i, p in list(invalid.items())[:3]}
     assert {d["event_type"] for d in docs} == {"alert"}
+    print(json.dumps(docs[-1]))  # one real alert, shown with -rP
 
     # what the old shape carried is all there
     readings = [read_alert(d) for d in docs]
     assert {r.gateway for r in readings} == {GATEWAY} and {r.sensor for r in readings} <= {"replay", "gapper"}
     assert all(r.score > r.threshold and r.model["sha256"] and r.seq is not None for r in readings)
-    assert all("community_id" in d and d["flow"]["pkts_toserver"] >= 1 for d in docs if d.get("proto") == "TCP")
+    five_tuple = [d for d in docs if d.get("proto") in ("TCP", "UDP") and "src_port" in d and "dest_port" in d]
+    assert five_tuple and all(d["community_id"].startswith("1:") for d in five_tuple), docs[:2]
+    assert all(d["flow"]["start"] == "2026-12-05T13:00:00.000000+0000" for d in docs), docs[:2]
+    if "Tot_Fwd_Pkts" in quick_run.spec().features:  # the counters come from the model's features
+        assert all(d["flow"]["pkts_toserver"] >= 1 for d in docs), docs[:2]
 
     # the agent's own events went to the events topic, with what they counted
     (gap,) = collector.events("gap")
