@@ -59,7 +59,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -488,7 +487,10 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     return _parse_records(items, plan, limits)
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer orjson would turn into a float (json keeps it exact)
+# 20 digits in a row: possibly an integer beyond 64 bits, which orjson reads as a float (json keeps it exact).
+# Found with translate + substring search (~1 µs per 2 kB record; a regex costs ~16 µs).
+_DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_RUN = b"0" * 20
 
 
 def _decode(payload: bytes, text: str) -> Any:
@@ -496,7 +498,12 @@ def _decode(payload: bytes, text: str) -> Any:
 
     NaN / Infinity / -Infinity literals become floats (json's default; orjson refuses them, and json decides).
     """
-    if _orjson is not None and not _LONG_DIGITS.search(payload):
+    if (
+        _orjson is not None
+        and b"NaN" not in payload  # non-finite literals (zero-duration flows): orjson refuses them; go straight to json
+        and b"Infinity" not in payload
+        and _LONG_RUN not in payload.translate(_DIGITS_ONLY)
+    ):
         try:
             doc = _orjson.loads(payload)
         except _orjson.JSONDecodeError:

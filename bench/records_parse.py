@@ -10,7 +10,9 @@ that load from other processes hits them alike:
 * ``json.loads`` with an ``object_pairs_hook`` that finds repeated keys (the obvious way to catch them);
 * this checkout on messages holding one zero-duration flow (``Infinity`` rates);
 * this checkout on messages written with a space before each colon (the repeated-key check cannot vouch for
-  them, so they are parsed a second time with the pairs hook).
+  them, so they are parsed a second time with the pairs hook);
+* this checkout with the standard library's decoder only (the agent where orjson is not installed);
+* this checkout on columnar batches (``ids_core.flowmessage``: column names once), with orjson and without.
 
 ``python bench/records_parse.py --baseline d0a2f20 [--per-message 1]`` prints a markdown table (CPU µs per
 record, min and median over the rounds) and writes nothing.
@@ -35,9 +37,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import agent.records  # noqa: E402
 from agent.records import parse_flows  # noqa: E402
 from flowmeter.replay import read_flows  # noqa: E402
 from ids_core.columns import NUMERIC_COLUMNS  # noqa: E402
+from ids_core.flowmessage import encode  # noqa: E402
 
 DATA = Path(os.environ.get("IOTID20_DATA_DIR", REPO.parent / "shared" / "data" / "iotid20"))
 FEATURES = NUMERIC_COLUMNS[:62]
@@ -82,6 +86,15 @@ def main() -> int:
         m[len(m) // 2].update({"Flow_Duration": 0, "Flow_Byts/s": float("inf"), "Flow_Pkts/s": float("inf")})
         zero.append(json.dumps(m).encode())
     spaced = [json.dumps(m, separators=(", ", " : ")).encode() for m in msgs]
+    batches = [encode(m, columnar=True) for m in msgs]
+    fast = agent.records._orjson
+
+    def stdlib_parse(p: bytes) -> tuple:
+        agent.records._orjson = None
+        try:
+            return parse_flows(p, FEATURES)
+        finally:
+            agent.records._orjson = fast
 
     def hook(pairs: list) -> dict:
         d = dict(pairs)
@@ -100,6 +113,13 @@ def main() -> int:
     cases["parse_flows now"] = (lambda p: parse_flows(p, FEATURES), plain)
     cases["parse_flows now, 1 zero-duration flow per message"] = (lambda p: parse_flows(p, FEATURES), zero)
     cases["parse_flows now, ' : ' separators (pairs-hook re-parse)"] = (lambda p: parse_flows(p, FEATURES), spaced)
+    cases["parse_flows now, standard-library json only"] = (stdlib_parse, plain)
+    cases["parse_flows now, columnar batches"] = (lambda p: parse_flows(p, FEATURES), batches)
+    cases["parse_flows now, columnar batches, standard-library json only"] = (stdlib_parse, batches)
+    cases["parse_flows now, columnar, 1 zero-duration flow per message"] = (
+        lambda p: parse_flows(p, FEATURES),
+        [encode(json.loads(z), columnar=True) for z in zero],
+    )
 
     for f, payloads in cases.values():  # warm up, and check that the parser accepts every record
         out = [f(p) for p in payloads]
@@ -117,8 +137,9 @@ def main() -> int:
     print(f"`python bench/records_parse.py{opts}` — "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}), load average {load_before:.1f} → {os.getloadavg()[0]:.1f}; "
-          f"{n} records in messages of {args.per_message}, {sum(map(len, plain)) / n:.0f} B per record, "
-          f"{len(FEATURES)} features, {args.rounds} rounds\n")  # fmt: skip
+          f"{n} records in messages of {args.per_message}, {sum(map(len, plain)) / n:.0f} B per record "
+          f"({sum(map(len, batches)) / n:.0f} B columnar), {len(FEATURES)} features, {args.rounds} rounds, "
+          f"orjson {'installed' if fast else 'absent'}\n")  # fmt: skip
     print("| case | CPU µs per record, min | median |\n|---|---|---|")
     for name, t in times.items():
         print(f"| {name} | {min(t):.2f} | {statistics.median(t):.2f} |")
