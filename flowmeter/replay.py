@@ -85,13 +85,28 @@ def records(rows: list[dict[str, Any]], sensor: str) -> Iterator[tuple[dict[str,
         yield rec, {"seq": seq, "sensor": sensor, "flow_id": row.get("Flow_ID"), **truth_of(row)}
 
 
-def connect(host: str, port: int, client_id: str = "", max_inflight: int = 1000, protocol: str = "5") -> mqtt.Client:
-    """A started publisher connection (MQTT 5, or "3.1.1")."""
+def connect(
+    host: str,
+    port: int,
+    client_id: str = "",
+    max_inflight: int = 1000,
+    protocol: str = "5",
+    *,
+    username: str | None = None,
+    password_file: Path | None = None,
+    ca_file: Path | None = None,
+) -> mqtt.Client:
+    """A started publisher connection (MQTT 5, or "3.1.1"); TLS when ``ca_file`` is given (the broker's CA)."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
     )
+    if username:
+        password = password_file.read_text().strip() if password_file else None
+        client.username_pw_set(username, password)
+    if ca_file:
+        client.tls_set(ca_certs=str(ca_file))
     client.max_inflight_messages_set(max_inflight)
     client.reconnect_delay_set(1, 5)
     client.connect(host, port)
@@ -196,11 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sensor", default="replay", help="publisher id carried in every record")
     p.add_argument("--truth", type=Path, help="write the ground truth here (JSON lines: seq, label, category)")
     p.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT protocol version")
+    p.add_argument("--client-id", default="", help="MQTT client id (the shipped broker binds each account to one)")
+    p.add_argument("--username", help="MQTT account (config/mosquitto: publisher-<gateway>)")
+    p.add_argument("--password-file", type=Path, help="file holding the account's password")
+    p.add_argument("--cafile", type=Path, help="the broker's CA certificate: connect with TLS")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rows = read_flows(args.csv, limit=args.limit, shuffle_seed=args.shuffle)
     topic = f"{args.prefix}/{args.gateway}/flows"
-    client = connect(args.host, args.port, protocol=args.protocol)
+    client = connect(args.host, args.port, args.client_id, protocol=args.protocol, username=args.username,
+                     password_file=args.password_file, ca_file=args.cafile)  # fmt: skip
     result = replay(rows, topic=topic, rate=args.rate, per_message=args.per_message, columnar=args.columnar,
                     sensor=args.sensor, truth_path=args.truth, progress=True, client=client)  # fmt: skip
     client.disconnect()
