@@ -8,7 +8,9 @@ Interface (other test modules rely on it; keep it stable):
 
 ``quick_run.out_dir``
     The run's output directory: ``model_int8.tflite`` (shipped), ``model_float.tflite``, ``spec.json``,
-    ``selftest_inputs.npy`` / ``selftest_outputs.npy``, ``report.md``, ``report.json``, ``*.png``, ``keras/``.
+    ``selftest_inputs.npy`` / ``selftest_outputs.npy``, the attack-category model (``category_int8.tflite``,
+    ``category.json`` and its self-test vectors: ``ids_core.artifacts.CATEGORY_FILES``), ``report.md``,
+    ``report.json``, ``*.png``, ``keras/``.
     Treat it as read-only: it is shared by every test of the session.
 ``quick_run.summary``
     The dict ``run`` returned (what ``report.json`` holds).
@@ -63,6 +65,10 @@ class QuickRun:
     @property
     def float_model_path(self) -> Path:
         return self.out_dir / "model_float.tflite"
+
+    @property
+    def category_model_path(self) -> Path:
+        return self.out_dir / "category_int8.tflite"
 
     @property
     def spec_path(self) -> Path:

@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from ids_core.columns import IDENTIFIER_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS
 from trainer.baseline import forest_summary
+from trainer.category import train_category
 from trainer.config import Profile
 from trainer.data import FlowTable, resolve_source
 from trainer.evaluate import (
@@ -195,6 +196,9 @@ def run(
                                            output=exported.spec.output_quantization, model_threshold=threshold,
                                            category=prep.test.category)  # fmt: skip
     results = evaluate_all(prep, scores, threshold)
+    category = train_category(prep.train, prep.test, transform=prep.selection.transform, out_dir=out_dir,
+                              main_scores=exported.shipped_scores, threshold=threshold, model_version=version,
+                              seed=profile.seed, main_model=exported.files["shipped"])  # fmt: skip
     baseline = forest_summary(prep.train_frame, prep.test_frame, prep.train, prep.test, seed=profile.seed)
     plots = make_plots(prep.test, trained, scores, results, out_dir)
     summary = {
@@ -230,6 +234,7 @@ def run(
         "baseline": baseline,
         "operating_points": operating,
         "export": export_summary(exported),
+        "category": category,
         "plots": {k: p.name for k, p in plots.items()},
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "seconds": round(time.time() - started, 1),

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import operating_points
+from trainer.category import report_lines as category_report_lines
 
 # Table V of the paper (binary classification on the full, cleaned IoTID20; percent).
 PAPER_TABLE_V = {
@@ -264,6 +265,7 @@ def write_report(s: dict[str, Any], path: Path) -> Path:
         "",
         f"Float tensors in the shipped graph: {ex['ops']['float_tensors'] or 'none'}.",
         "",
+        *category_report_lines(s.get("category")),
         "## Features (in model order)",
         "",
         ", ".join(f"`{f}`" for f in s["features"]["selected"]),
