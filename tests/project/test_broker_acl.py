@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -409,3 +410,55 @@ def test_the_real_flow_meter_publishes_as_its_account(tmp_path, acl_broker, logi
     wait_until(lambda: [m.payload for m in monitor.messages if m.topic == status][-1:] == [b"offline"], 10,
                "the meter's offline status at the monitor", log.read_text)  # fmt: skip
     assert next(m.payload for m in monitor.messages if m.topic == status) == b"online"
+
+
+@pytest.mark.timeout(60, func_only=True)
+def test_replay_publishes_as_a_gateways_publisher(tmp_path, acl_broker, login):
+    """``iotids-replay`` with the publisher account, its client id and the broker's CA: every flow arrives; with
+    another gateway's account it is refused (PUBACK 0x87: the replay waits in vain and fails)."""
+    agent = login(f"agent-{GW}")
+    assert agent.subscribe(f"{P}/{GW}/flows") == 1
+    csv_file = tmp_path / "flows.csv"
+    csv_file.write_text("Flow_Duration,Tot_Fwd_Pkts,Label\n" + "".join(f"{i},{i + 1},Normal\n" for i in range(20)))
+
+    def replay(account: str, timeout: float) -> subprocess.CompletedProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "flowmeter.replay",
+            str(csv_file),
+            "--host",
+            "localhost",
+            "--port",
+            str(acl_broker.port),
+            "--prefix",
+            P,
+            "--gateway",
+            GW,
+            "--sensor",
+            SENSOR,
+            "--rate",
+            "0",
+            "--per-message",
+            "5",
+            "--columnar",
+            "--username",
+            account,
+            "--cafile",
+            str(acl_broker.ca),
+            "--password-file",
+            str(acl_broker.password_file(account)),
+            "--client-id",
+            client_id_of(account),
+        ]
+        return subprocess.run(args, cwd=REPO, env=agent_env(), capture_output=True, text=True, timeout=timeout)
+
+    done = replay(f"publisher-{GW}", 30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = lambda: [r for m in list(agent.messages) for r in decode(m.payload)]  # noqa: E731
+    wait_until(lambda: len(records()) >= 20, 10, "the replayed flows at the agent account", acl_broker.log)
+    assert sorted(r["seq"] for r in records()) == list(range(20)) and {r["sensor"] for r in records()} == {SENSOR}
+    before = len(records())
+    replay(f"publisher-{OTHER}", 30)  # its exit status is not the point: paho counts a refused PUBACK as an answer
+    time.sleep(1.0)
+    assert len(records()) == before, "another gateway's publisher got flows into this gateway's topic"
