@@ -16,7 +16,7 @@ examples:
   iotids-train run --profile paper --data "/data/IoT Network Intrusion Dataset.csv" --out runs/paper
   iotids-train grid --profile quick --limit 4        # first 4 of the 144 Table II combinations, on a local Ray
   iotids-train grid --only optimizer=adam,batch_size=256 --cpus 2
-  iotids-train grid --profile paper --address ray://head:10001 --storage /shared/grid   # on a Ray cluster
+  iotids-train grid --profile paper --address auto --storage /shared/grid   # on a Ray cluster (from a node)
   iotids-train estimate --profile paper --rows 625415  # time a few training steps, extrapolate the full run
   iotids-train synth --rows 20000 --out data/        # SYNTHETIC flows in the IoTID20 schema
   iotids-train adapt --site-benign site.csv --out runs/site   # learn a site's own benign traffic

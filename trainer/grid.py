@@ -6,8 +6,8 @@ profile's ``grid.trial_resources`` and TensorFlow in a trial uses that many thre
 Ray's object store once (``tune.with_parameters``) and read by every trial from there. The experiment state lives
 under ``<out>/tune`` (or ``storage``, e.g. shared storage for a cluster): an interrupted grid is resumed with
 ``Tuner.restore`` (finished trials are not run again), a failed trial is retried ``grid.max_failures`` times.
-Optional ASHA early stopping (``grid.scheduler: asha``). Finished combinations are appended to ``grid.jsonl``
-(the result format), so a later, larger selection skips them; ``grid.md`` is the ranked table. The recurrent
+Optional ASHA early stopping (``grid.scheduler: asha``). Each finished combination is appended to ``grid.jsonl``
+at once (the result format), so a later, larger selection skips it; ``grid.md`` is the ranked table. The recurrent
 stack follows the hybrid pattern (layer 1 GRU 256, layer 2 LSTM 128, layer 3 GRU 64, as many as
 ``num_layers``); dense layers are 128 then 64. Models are ranked on the validation part (the paper ranked on
 its test set; test metrics are recorded beside, for comparison).
@@ -90,8 +90,8 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def experiment_name(profile: Profile, pending: list[dict[str, Any]]) -> str:
-    """Names the experiment by what it computes (data, preprocessing, training, the combinations to run).
+def experiment_name(profile: Profile, selection: list[dict[str, Any]]) -> str:
+    """Names the experiment by what it computes (data, preprocessing, training, the selected combinations).
 
     The same command after an interruption finds the same experiment and restores it; a different selection
     or profile starts a new one. Resources, retries and the scheduler are not part of the name.
@@ -99,7 +99,7 @@ def experiment_name(profile: Profile, pending: list[dict[str, Any]]) -> str:
     settings = dataclasses.asdict(profile)
     for runtime in ("trial_resources", "max_failures", "scheduler"):
         settings["grid"].pop(runtime)
-    blob = json.dumps({"profile": settings, "combinations": [combo_key(c) for c in pending]}, sort_keys=True)
+    blob = json.dumps({"profile": settings, "combinations": [combo_key(c) for c in selection]}, sort_keys=True)
     return "grid-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -132,9 +132,9 @@ def run_grid(
     )
     missing: list[str] = []
     if pending:
-        for record in _tune(profile, out_dir, pending, address, cpus, storage, scheduler or profile.grid.scheduler):
-            _append(results_path, record)
-            done[record["key"]] = record
+        name = experiment_name(profile, todo)
+        _tune(profile, out_dir, name, pending, address, cpus, storage, scheduler or profile.grid.scheduler)
+        done = load_results(results_path)
         missing = [combo_key(c) for c in pending if combo_key(c) not in done]
     ranked = rank([done[combo_key(c)] for c in todo if combo_key(c) in done])
     table = write_table(ranked, out_dir / TABLE)
@@ -191,18 +191,19 @@ def ray_session(address: str | None = None, cpus: int | None = None) -> Iterator
 def _tune(
     profile: Profile,
     out_dir: Path,
+    name: str,
     pending: list[dict[str, Any]],
     address: str | None,
     cpus: int | None,
     storage: str | None,
     scheduler: str,
-) -> list[dict[str, Any]]:
-    """Run or restore the experiment for ``pending``; returns the records of the trials that finished."""
+) -> None:
+    """Restore experiment ``name`` if it was interrupted, else start it for ``pending``; finished trials are
+    appended to ``grid.jsonl`` as they finish (:class:`TrialLog`)."""
     from trainer.pipeline import prepare
     from trainer.train import validation_split
 
     storage_path = storage or str((out_dir / "tune").resolve())
-    name = experiment_name(profile, pending)
     res = profile.grid.trial_resources
     with ray_session(address, cpus) as cluster:
         for kind, need in (("CPU", res.cpu), ("GPU", res.gpu)):
@@ -235,17 +236,11 @@ def _tune(
                     name=name,
                     storage_path=storage_path,
                     failure_config=tune.FailureConfig(max_failures=profile.grid.max_failures),
-                    callbacks=[TrialLog(out_dir / TRIALS_LOG)],
+                    callbacks=[TrialLog(out_dir)],
                     verbose=0,
                 ),
             )
-        results = tuner.fit()
-    records = []
-    for result in results:
-        if result.error is not None or not result.metrics or "val_accuracy" not in result.metrics:
-            continue
-        records.append(_record(result.config["params"], result.metrics))
-    return records
+        tuner.fit()
 
 
 def _scheduler(name: str, epochs: int) -> Any:
@@ -284,7 +279,7 @@ def _record(params: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
 def _trial(config: dict[str, Any], *, profile: Profile, train: Any, val: Any, test: Any) -> None:
     """One combination: train ``grid.epochs`` epochs, report each epoch, the last report carries the record."""
     cpus = max(1, int(profile.grid.trial_resources.cpu))
-    _limit_tensorflow_threads(cpus)
+    tf_threads = _limit_tensorflow_threads(cpus)
 
     from tensorflow import keras
 
@@ -333,30 +328,35 @@ def _trial(config: dict[str, Any], *, profile: Profile, train: Any, val: Any, te
         "test": test_m,
         "history": trained.history,
         "seconds": round(time.perf_counter() - start, 1),
+        "tf_threads": tf_threads,
     }
     tune.report({"epoch": epochs, "val_accuracy": val_m["accuracy"], "record": record})
 
 
-def _limit_tensorflow_threads(cpus: int) -> None:
-    """TensorFlow in a trial uses the trial's CPUs, not the machine's (set before TF's first op)."""
+def _limit_tensorflow_threads(cpus: int) -> list[int]:
+    """TensorFlow in a trial uses the trial's CPUs, not the machine's (set before TF's first op); returns the
+    intra- and inter-op thread counts in force."""
     import tensorflow as tf
 
+    threading = tf.config.threading
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(cpus)
+        threading.set_intra_op_parallelism_threads(cpus)
+        threading.set_inter_op_parallelism_threads(cpus)
     except RuntimeError:  # TF already initialised in this worker process (a reused actor): keep its setting
         log.debug("TensorFlow threads already set in this worker")
+    return [threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()]
 
 
 class TrialLog(tune.Callback):
-    """One logged and recorded line per trial event (start, retry, done, error); epoch progress is logged."""
+    """In the driver: a finished trial's record goes to ``grid.jsonl`` at once; one logged line per trial event
+    (start, retry, done, error) also goes to ``grid-trials.log``; epoch progress is logged."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
 
     def _line(self, event: str, trial: Any, detail: str = "") -> None:
         key = combo_key(trial.config["params"])
-        with self.path.open("a") as f:
+        with (self.out_dir / TRIALS_LOG).open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {event} {key} {detail}\n")
         log.info("grid: %s %s %s", event, key, detail)
 
@@ -373,6 +373,7 @@ class TrialLog(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         r = trial.last_result or {}
+        _append(self.out_dir / RESULTS, _record(trial.config["params"], r))  # before Tune saves its state
         finished = 1 + sum(t.status == "TERMINATED" for t in trials if t is not trial)  # restored ones too
         self._line("done", trial, f"val_accuracy {r.get('val_accuracy', 0.0):.4f} ({finished}/{len(trials)})")
 
@@ -393,12 +394,16 @@ def write_table(ranked: list[dict[str, Any]], path: Path) -> str:
         if t is None:
             test_cols = f"stopped at epoch {r.get('stopped_at_epoch')} | – | – | –"
         else:
-            test_cols = f"{t['accuracy']:.4f} | {t['precision']:.4f} | {t['recall']:.4f} | {t['roc_auc'] or 0:.4f}"
+            test_cols = " | ".join(_num(t[k]) for k in ("accuracy", "precision", "recall", "roc_auc"))
         lines.append(
             f"| {i} | "
             + " | ".join(str(r["params"][k]) for k in PARAMS)
-            + f" | {r['val_accuracy']:.4f} | {r['val_auc'] or 0:.4f} | {test_cols} | {r['seconds']} |"
+            + f" | {r['val_accuracy']:.4f} | {_num(r['val_auc'])} | {test_cols} | {r['seconds']} |"
         )
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"

@@ -106,7 +106,7 @@ def test_results_file_and_ranked_table(tmp_path: Path) -> None:
     path.write_text('{"key": "torn')  # a kill mid-write
     _append(path, _record(a, 0.95, test, seconds=3.0))
     _append(path, _record(b, 0.97, test, seconds=4.0))
-    _append(path, _record(c, 0.99, None, stopped_at_epoch=1, seconds=1.0))
+    _append(path, {**_record(c, 0.99, None, stopped_at_epoch=1, seconds=1.0), "val_auc": None})
     done = load_results(path)
     assert sorted(done) == sorted(combo_key(p) for p in (a, b, c))
     write_table(rank(list(done.values())), tmp_path / TABLE)
@@ -114,7 +114,7 @@ def test_results_file_and_ranked_table(tmp_path: Path) -> None:
     assert [row[0] for row in rows] == ["1", "2", "3"]
     assert [row[1 + len(PARAMS)] for row in rows] == ["0.9700", "0.9500", "0.9900"]
     assert rows[0][1 + len(PARAMS) + 2 : 1 + len(PARAMS) + 6] == ["0.9700", "0.9600", "0.9900", "0.9800"]
-    assert rows[2][1 + len(PARAMS) + 2] == "stopped at epoch 1"
+    assert rows[2][1 + len(PARAMS) + 1 :] == ["–", "stopped at epoch 1", "–", "–", "–", "1.0"]
 
 
 def _grid_cmd(out: Path) -> list[str]:
@@ -188,7 +188,7 @@ def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -
         (other,) = [k for k in map(combo_key, select(combinations(_tiny()), TINY_ONLY)) if k != first]
         assert (_events(trials_log, "start", first), _events(trials_log, "done", first)) == (1, 1)
         assert _events(trials_log, "done", other) == 0
-        assert not (out / RESULTS).exists()  # results are recorded when the experiment ends
+        assert list(load_results(out / RESULTS)) == [first]  # recorded as it finished
 
         rerun = subprocess.run(
             _grid_cmd(out), cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False,
@@ -203,7 +203,7 @@ def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -
         shutil.rmtree(ray_tmp, ignore_errors=True)
     print(f"first run (to the kill) {first_run_s:.0f} s, total {time.monotonic() - started:.0f} s")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "grid: 2 selected, 0 already finished (skipped), 2 to run" in rerun.stderr
+    assert "grid: 2 selected, 1 already finished (skipped), 1 to run" in rerun.stderr
     assert "resuming the interrupted experiment" in rerun.stderr
     # the finished trial was not run again; the unfinished one ran to its end once
     assert (_events(trials_log, "start", first), _events(trials_log, "done", first)) == (1, 1)
@@ -215,6 +215,7 @@ def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -
     assert sorted(records) == sorted([first, other])
     for r in records.values():
         assert len(r["history"]["loss"]) == 1  # grid.epochs=1
+        assert r["tf_threads"] == [2, 2]  # TensorFlow's intra/inter-op threads = the trial's 2 CPUs
         assert 0.5 < r["val_accuracy"] <= 1 and 0.5 < r["test"]["accuracy"] <= 1
         assert r["validation"]["n"] == 320 and r["test"]["n"] == 400  # 2,000 rows: 1,600 train (20% val), 400 test
     rows = _table_rows(out / TABLE)
