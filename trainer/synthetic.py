@@ -34,9 +34,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ids_core.columns import (
     COLUMNS,
@@ -134,153 +136,44 @@ class _Profile:
 
 EPHEMERAL: Port = ("range", 32_768, 60_999)
 ANY_PORT: Port = ("range", 1, 65_535)
+PROFILES_FILE = Path(__file__).with_name("synthetic_profiles.yaml")
+HOSTS = {
+    "gateway": GATEWAY, "camera": CAMERA, "attacker": ATTACKER, "phone": PHONE, "laptop": LAPTOP,
+    "speaker": SPEAKER, "ssdp_group": SSDP_GROUP, "ntp_server": NTP_SERVER, "web_victim": WEB_VICTIM,
+    "spoofed": SPOOFED, "lan_sweep": LAN_SWEEP, **{f"cloud_{c}": ip for c, ip in zip("abcd", CLOUD, strict=True)},
+}  # fmt: skip
+_HOST_GROUPS = {"cloud": CLOUD, "bots": BOTS}
+_PORT_NAMES = {"ephemeral": EPHEMERAL, "any": ANY_PORT}
 
-# fmt: off
-_PROFILES: tuple[_Profile, ...] = (
-    # ---------------------------------------------------------------- Normal
-    _Profile(
-        "Normal", 0.50, 6, (CAMERA,), (PHONE, LAPTOP), ("choice", {9020: 1.0}), ("seq", 49_700, 53_300),
-        n_fwd={0: 0.35, 1: 0.2, 2: 0.2, 3: 0.17, 4: 0.08}, n_bwd={1: 0.5, 2: 0.22, 3: 0.16, 4: 0.12},
-        fwd_payload=((0.6, 1388, 1388, 0.3), (0.25, 1448, 1448, 0.3), (0.15, 30, 952, 0.5)),
-        bwd_payload=((0.55, 1388, 1388, 0.25), (0.25, 1448, 1448, 0.25), (0.2, 0, 0, 1.0)),
-        gap_us=(140, 0.5), session_len=60, flow_gap_s=0.8, dup_rate=0.05,
-        flags={"ACK_Flag_Cnt": 0.99, "PSH_Flag_Cnt": 0.08},
-        bwd_win={1869: 0.7, -2: 0.3},
-    ),
-    _Profile(
-        "Normal", 0.22, 6, (CAMERA, SPEAKER, PHONE), CLOUD, EPHEMERAL, ("choice", {443: 0.9, 8443: 0.1}),
-        n_fwd={0: 0.3, 1: 0.3, 2: 0.25, 3: 0.15}, n_bwd={1: 0.45, 2: 0.3, 3: 0.15, 4: 0.1},
-        fwd_payload=((0.5, 40, 600, 0.4), (0.5, 1448, 1460, 0.3)),
-        bwd_payload=((0.6, 31, 900, 0.4), (0.4, 1448, 1460, 0.2)),
-        gap_us=(260, 0.6), session_len=40, flow_gap_s=1.5, dup_rate=0.04,
-        flags={"ACK_Flag_Cnt": 0.99, "PSH_Flag_Cnt": 0.12, "FIN_Flag_Cnt": 0.01},
-        bwd_win={32_768: 0.3, 4344: 0.3, -2: 0.4},
-    ),
-    _Profile(
-        "Normal", 0.12, 6, CLOUD, (CAMERA, SPEAKER), ("choice", {443: 1.0}), EPHEMERAL,
-        n_fwd={0: 0.3, 1: 0.4, 2: 0.3}, n_bwd={1: 0.6, 2: 0.3, 3: 0.1},
-        fwd_payload=((0.7, 1448, 1460, 0.2), (0.3, 31, 300, 0.3)),
-        bwd_payload=((0.8, 0, 0, 1.0), (0.2, 40, 200, 0.3)),
-        gap_us=(300, 0.6), session_len=30, flow_gap_s=2.0, dup_rate=0.04,
-        flags={"ACK_Flag_Cnt": 0.99, "PSH_Flag_Cnt": 0.1, "RST_Flag_Cnt": 0.01},
-        bwd_win={-2: 0.8, 252: 0.2},
-    ),
-    _Profile(
-        "Normal", 0.08, 17, (CAMERA, SPEAKER, PHONE, LAPTOP), (GATEWAY,), EPHEMERAL, ("choice", {53: 1.0}),
-        n_fwd={1: 1.0}, n_bwd={1: 1.0},
-        fwd_payload=((1.0, 28, 60, 0.0),), bwd_payload=((1.0, 44, 300, 0.0),),
-        gap_us=(420, 0.7), session_len=8, flow_gap_s=4.0, dup_rate=0.0,
-    ),
-    _Profile(
-        "Normal", 0.06, 17, (GATEWAY, SPEAKER), (SSDP_GROUP,), EPHEMERAL, ("choice", {1900: 1.0}),
-        n_fwd={1: 0.4, 2: 0.4, 3: 0.2}, n_bwd={1: 1.0},
-        fwd_payload=((1.0, 280, 460, 0.0),), bwd_payload=((1.0, 280, 460, 0.0),),
-        gap_us=(80, 0.3), session_len=12, flow_gap_s=3.0, dup_rate=0.2,
-    ),
-    _Profile(
-        "Normal", 0.02, 17, (CAMERA, SPEAKER), (NTP_SERVER,), EPHEMERAL, ("choice", {123: 1.0}),
-        n_fwd={1: 1.0}, n_bwd={1: 1.0},
-        fwd_payload=((1.0, 48, 48, 0.0),), bwd_payload=((1.0, 48, 48, 0.0),),
-        gap_us=(4000, 0.5), session_len=3, flow_gap_s=10.0, dup_rate=0.0,
-    ),
-    # ---------------------------------------------------------------- Mirai
-    _Profile(
-        "Mirai-UDP Flooding", 1.0, 17, BOTS, (PHONE, LAPTOP, WEB_VICTIM), ANY_PORT, ANY_PORT,
-        n_fwd={1: 0.4, 2: 0.3, 3: 0.15, 4: 0.08, 6: 0.05, 8: 0.02}, n_bwd={1: 0.85, 2: 0.15},
-        fwd_payload=((0.55, 32, 32, 0.0), (0.3, 512, 512, 0.0), (0.15, 18, 64, 0.0)),
-        bwd_payload=((0.6, 32, 32, 0.0), (0.2, 512, 512, 0.0), (0.2, 18, 64, 0.0)),
-        gap_us=(25, 1.0), session_len=3000, flow_gap_s=0.003, dup_rate=0.4,
-    ),
-    _Profile(
-        "Mirai-Ackflooding", 1.0, 6, BOTS, (PHONE, LAPTOP, WEB_VICTIM), ANY_PORT, ANY_PORT,
-        n_fwd={0: 0.1, 1: 0.4, 2: 0.3, 3: 0.12, 4: 0.08}, n_bwd={1: 0.8, 2: 0.2},
-        fwd_payload=((0.5, 512, 512, 0.0), (0.5, 32, 32, 0.0)),
-        bwd_payload=((0.7, 0, 0, 1.0), (0.3, 32, 32, 0.0)),
-        gap_us=(30, 1.0), session_len=2000, flow_gap_s=0.004, dup_rate=0.35,
-        tcp_hdr={20: 0.7, 32: 0.3}, flags={"ACK_Flag_Cnt": 1.0, "PSH_Flag_Cnt": 0.1, "URG_Flag_Cnt": 0.02},
-        bwd_win={-1: 0.8, -2: 0.2},
-    ),
-    _Profile(
-        "Mirai-HTTP Flooding", 1.0, 6, BOTS, (WEB_VICTIM, PHONE), ("seq", 32_768, 60_999),
-        ("choice", {80: 0.8, 8080: 0.2}),
-        n_fwd={2: 0.3, 3: 0.3, 4: 0.2, 5: 0.12, 6: 0.08}, n_bwd={1: 0.4, 2: 0.4, 3: 0.2},
-        fwd_payload=((0.7, 60, 140, 0.3), (0.3, 200, 400, 0.3)),
-        bwd_payload=((0.5, 0, 0, 1.0), (0.5, 300, 1460, 0.3)),
-        gap_us=(120, 0.6), session_len=800, flow_gap_s=0.01, dup_rate=0.15,
-        flags={"ACK_Flag_Cnt": 0.95, "PSH_Flag_Cnt": 0.4, "FIN_Flag_Cnt": 0.05},
-        bwd_win={-2: 0.7, 252: 0.3},
-    ),
-    _Profile(
-        "Mirai-Hostbruteforceg", 1.0, 6, BOTS, (LAN_SWEEP,), EPHEMERAL,
-        ("choice", {23: 0.6, 2323: 0.2, 9020: 0.1, 8899: 0.1}),
-        n_fwd={0: 0.3, 1: 0.3, 2: 0.2, 3: 0.2}, n_bwd={1: 0.6, 2: 0.3, 3: 0.1},
-        fwd_payload=((0.6, 0, 0, 1.0), (0.4, 5, 40, 0.5)),
-        bwd_payload=((0.6, 0, 0, 1.0), (0.4, 20, 80, 0.3)),
-        gap_us=(90, 0.7), session_len=400, flow_gap_s=0.02, dup_rate=0.25,
-        tcp_hdr={20: 0.5, 32: 0.5},
-        flags={"ACK_Flag_Cnt": 0.6, "PSH_Flag_Cnt": 0.15, "RST_Flag_Cnt": 0.05, "SYN_Flag_Cnt": 0.05},
-        bwd_win={-1: 0.4, 1869: 0.2, 252: 0.2, -2: 0.2},
-    ),
-    # ---------------------------------------------------------------- DoS
-    _Profile(
-        "DoS-Synflooding", 1.0, 6, (SPOOFED,), (CAMERA,), ("range", 1024, 65_535),
-        ("choice", {554: 0.75, 19_604: 0.25}),
-        n_fwd={0: 0.92, 1: 0.05, 2: 0.03}, n_bwd={2: 0.93, 1: 0.03, 3: 0.04},
-        fwd_payload=((1.0, 0, 0, 1.0),), bwd_payload=((0.98, 0, 0, 1.0), (0.02, 20, 200, 0.5)),
-        gap_us=(2500, 0.8), session_len=5000, flow_gap_s=0.001, dup_rate=0.3,
-        tcp_hdr={20: 0.5, 24: 0.5}, flags={"SYN_Flag_Cnt": 0.98, "ACK_Flag_Cnt": 0.02},
-        bwd_win={14_600: 0.75, 0: 0.23, -2: 0.02},
-    ),
-    # ---------------------------------------------------------------- Scan
-    _Profile(
-        "Scan Port OS", 1.0, 6, (ATTACKER,), (CAMERA, SPEAKER), ("session", 40_000, 65_000), ANY_PORT,
-        n_fwd={1: 0.7, 0: 0.1, 2: 0.2}, n_bwd={1: 0.75, 2: 0.2, 3: 0.05},
-        fwd_payload=((0.9, 0, 0, 1.0), (0.1, 0, 40, 0.3)),
-        bwd_payload=((0.85, 0, 0, 1.0), (0.15, 30, 60, 0.3)),
-        gap_us=(90, 0.6), session_len=1500, flow_gap_s=0.002, dup_rate=0.1,
-        tcp_hdr={20: 0.4, 24: 0.3, 40: 0.3},
-        flags={
-            "SYN_Flag_Cnt": 0.5, "RST_Flag_Cnt": 0.5, "ACK_Flag_Cnt": 0.3, "FIN_Flag_Cnt": 0.05,
-            "URG_Flag_Cnt": 0.03, "ECE_Flag_Cnt": 0.03, "CWE_Flag_Count": 0.03, "PSH_Flag_Cnt": 0.05,
-        },
-        bwd_win={1024: 0.3, -1: 0.1, 0: 0.2, -2: 0.4},
-    ),
-    _Profile(
-        "Scan Hostport", 1.0, 6, (ATTACKER,), (LAN_SWEEP,), EPHEMERAL,
-        ("choice", {22: 0.15, 23: 0.15, 80: 0.2, 443: 0.15, 554: 0.1, 8080: 0.1, 9020: 0.15}),
-        n_fwd={1: 0.8, 2: 0.2}, n_bwd={1: 0.8, 2: 0.2},
-        fwd_payload=((1.0, 0, 0, 1.0),), bwd_payload=((1.0, 0, 0, 1.0),),
-        gap_us=(150, 0.6), session_len=300, flow_gap_s=0.01, dup_rate=0.1,
-        tcp_hdr={20: 0.6, 24: 0.4}, flags={"SYN_Flag_Cnt": 0.6, "RST_Flag_Cnt": 0.4, "ACK_Flag_Cnt": 0.4},
-        bwd_win={0: 0.5, -1: 0.2, -2: 0.3},
-    ),
-    # ---------------------------------------------------------------- MITM (relayed camera traffic + ARP)
-    _Profile(
-        "MITM ARP Spoofing", 0.85, 6, (PHONE, CAMERA), (CAMERA, *CLOUD[:2]), EPHEMERAL,
-        ("choice", {443: 0.6, 9020: 0.3, 80: 0.1}),
-        n_fwd={0: 0.5, 1: 0.25, 2: 0.25}, n_bwd={1: 0.45, 2: 0.45, 3: 0.1},
-        fwd_payload=((0.7, 0, 0, 1.0), (0.3, 400, 1460, 0.3)),
-        bwd_payload=((0.5, 1388, 1460, 0.3), (0.5, 30, 450, 0.4)),
-        gap_us=(110, 0.4), session_len=150, flow_gap_s=0.2, dup_rate=0.1,
-        flags={"ACK_Flag_Cnt": 0.95, "PSH_Flag_Cnt": 0.12},
-        bwd_win={1869: 0.3, -3: 0.3, 30_016: 0.2, -2: 0.2},
-    ),
-    _Profile(
-        "MITM ARP Spoofing", 0.1, 0, (ATTACKER,), (CAMERA, PHONE, GATEWAY), ("choice", {0: 1.0}),
-        ("choice", {0: 1.0}),
-        n_fwd={0: 0.5, 1: 0.5}, n_bwd={1: 0.7, 2: 0.3},
-        fwd_payload=((1.0, 0, 0, 1.0),), bwd_payload=((1.0, 0, 0, 1.0),),
-        gap_us=(100, 0.4), session_len=50, flow_gap_s=0.5, dup_rate=0.1,
-    ),
-    _Profile(
-        "MITM ARP Spoofing", 0.05, 17, (PHONE, CAMERA), (GATEWAY, SSDP_GROUP), EPHEMERAL,
-        ("choice", {53: 0.7, 1900: 0.3}),
-        n_fwd={1: 0.6, 2: 0.4}, n_bwd={1: 1.0},
-        fwd_payload=((1.0, 28, 460, 0.0),), bwd_payload=((1.0, 44, 460, 0.0),),
-        gap_us=(160, 0.5), session_len=20, flow_gap_s=0.5, dup_rate=0.1,
-    ),
-)
-# fmt: on
+
+def load_profiles(path: Path = PROFILES_FILE) -> tuple[_Profile, ...]:
+    """The traffic profiles of ``synthetic_profiles.yaml`` (its header explains the fields)."""
+
+    def hosts(value: str | list[str]) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return _HOST_GROUPS[value]
+        return tuple(HOSTS.get(h, h) for h in value)
+
+    def port(value: str | dict[str, Any]) -> Port:
+        if isinstance(value, str):
+            return _PORT_NAMES[value]
+        ((kind, spec),) = value.items()
+        return (kind, spec) if kind == "choice" else (kind, *spec)
+
+    def modes(value: list[list[float]]) -> tuple[Mode, ...]:
+        return tuple((float(w), int(lo), int(hi), float(p)) for w, lo, hi, p in value)
+
+    profiles = []
+    for entry in yaml.safe_load(path.read_text()):
+        e = dict(entry)
+        e.update(src_ip=hosts(e["src_ip"]), dst_ip=hosts(e["dst_ip"]), src_port=port(e["src_port"]),
+                 dst_port=port(e["dst_port"]), fwd_payload=modes(e["fwd_payload"]),
+                 bwd_payload=modes(e["bwd_payload"]), gap_us=tuple(e["gap_us"]))  # fmt: skip
+        profiles.append(_Profile(**e))
+    return tuple(profiles)
+
+
+_PROFILES: tuple[_Profile, ...] = load_profiles()
 
 _SUB_CAT_INDEX = {s: i for i, s in enumerate(SUB_CAT_VALUES)}
 _NORMAL_INDEX = _SUB_CAT_INDEX[LABEL_NORMAL]
