@@ -13,6 +13,7 @@ Every JSON document starts with ``timestamp`` (EVE's form: UTC, microseconds, ``
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,7 @@ _DURATION = "Flow_Duration"  # µs
 # Community ID needs real ports: CICFlowMeter records of ICMP carry port 0, not the ICMP type and code.
 _COMMUNITY_ID_PROTOCOLS = frozenset({6, 17, 132})
 _COMMUNITY_ID = communityid.CommunityID(seed=0)
+logging.getLogger("communityid").setLevel(logging.WARNING)  # at INFO it logs every hashed byte of every alert
 
 
 def timestamp(moment: datetime | float | None = None) -> str:

