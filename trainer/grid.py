@@ -173,6 +173,8 @@ def ray_session(address: str | None = None, cpus: int | None = None) -> Iterator
     temp_dir = None
     if address:
         log.info("grid: joining the Ray cluster at %s", address)
+        if cpus:
+            log.warning("grid: --cpus %d ignored: the cluster's nodes say what they have", cpus)
         ray.init(address=address, **quiet)
     else:
         # short path: Ray's socket paths must stay under the 107-byte Unix limit
@@ -201,7 +203,6 @@ def _tune(
     """Restore experiment ``name`` if it was interrupted, else start it for ``pending``; finished trials are
     appended to ``grid.jsonl`` as they finish (:class:`TrialLog`)."""
     from trainer.pipeline import prepare
-    from trainer.train import validation_split
 
     storage_path = storage or str((out_dir / "tune").resolve())
     res = profile.grid.trial_resources
@@ -213,9 +214,8 @@ def _tune(
                     f"the Ray cluster has {cluster.get(kind, 0):g}"
                 )
         prep = prepare(profile, out_dir / "data")
-        _, val_part = validation_split(prep.train, profile.train.validation_split, profile.seed)
-        trainable = tune.with_resources(
-            tune.with_parameters(_trial, profile=profile, train=prep.train, val=val_part, test=prep.test),
+        trainable = tune.with_resources(  # the windows go to the object store once; every trial reads them there
+            tune.with_parameters(_trial, profile=profile, train=prep.train, test=prep.test),
             {"cpu": res.cpu, "gpu": res.gpu},
         )
         path = f"{storage_path.rstrip('/')}/{name}"
@@ -276,7 +276,7 @@ def _record(params: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _trial(config: dict[str, Any], *, profile: Profile, train: Any, val: Any, test: Any) -> None:
+def _trial(config: dict[str, Any], *, profile: Profile, train: Any, test: Any) -> None:
     """One combination: train ``grid.epochs`` epochs, report each epoch, the last report carries the record."""
     cpus = max(1, int(profile.grid.trial_resources.cpu))
     tf_threads = _limit_tensorflow_threads(cpus)
@@ -284,10 +284,11 @@ def _trial(config: dict[str, Any], *, profile: Profile, train: Any, val: Any, te
     from tensorflow import keras
 
     from trainer.evaluate import binary_metrics
-    from trainer.train import predict, train_model
+    from trainer.train import predict, train_model, validation_split
 
     params = config["params"]
     epochs = profile.grid.epochs
+    _, val = validation_split(train, profile.train.validation_split, profile.seed)  # the part train_model holds out
 
     class EpochReport(keras.callbacks.Callback):
         """Every epoch but the last goes to Tune (progress; ASHA decides on it); the last one is reported below."""
