@@ -16,7 +16,7 @@ pytest.register_assert_rewrite("metrics_helpers")
 
 from agent_harness import Collector, wait_until  # noqa: E402
 from conftest import free_port  # noqa: E402
-from meter_harness import MeterProcess, flow_records, meter_config, meter_stats, mixed_capture, run_cli, send_udp  # noqa: E402
+from meter_harness import MeterProcess, meter_config, meter_stats, mixed_capture, run_cli, send_udp  # noqa: E402
 from metrics_helpers import check_conventions, listening_inodes, refused, scrape, value  # noqa: E402
 from systemd_units import unit_settings  # noqa: E402
 
@@ -80,7 +80,10 @@ def test_scraped_counters_move_with_live_packets_and_agree_with_the_stats_topic(
         assert value(after, f"{PREFIX}flows_total") == value(after, f"{PREFIX}records_total") == 15
         assert value(after, f"{PREFIX}captured_bytes_total") > 40 * sent
         assert value(after, f"{PREFIX}kernel_drops_total") == 0
-        wait_until(lambda: len(flow_records(collector)) >= 15, 15, "the records at the broker", meter.log)
+        wait_until(lambda: (f := scrape(listen)) and value(f, f"{PREFIX}outbox_messages") == 0
+                   and value(f, f"{PREFIX}messages_published_total") == value(f, f"{PREFIX}messages_total"),
+                   15, "every message acknowledged by the broker", meter.log)  # fmt: skip
+        wait_until(lambda: collector.messages("flows"), 10, "the records passed on by the broker", meter.log)
         # one source of truth: the next stats message says what the endpoint says (nothing moves any more)
         start = len(meter_stats(collector))
         wait_until(lambda: len(meter_stats(collector)) > start + 1, 10, "two more stats messages", meter.log)
