@@ -149,6 +149,17 @@ def _events(trials_log: Path, event: str, key: str) -> int:
     return sum(line.split()[1:3] == [event, key] for line in trials_log.read_text().splitlines())
 
 
+def _trial_workers(driver: int) -> list[psutil.Process]:
+    """The Ray worker processes running a trial, among the driver's descendants (its local Ray)."""
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for proc in psutil.Process(driver).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if " ".join(proc.cmdline()).startswith("ray::ImplicitFunc"):
+                    found.append(proc)
+    return found
+
+
 def _kill_leftovers(marker: str, group: int) -> None:
     """Ray processes of this test only: those whose command line names its private temp dir, and its group."""
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -162,13 +173,15 @@ def _kill_leftovers(marker: str, group: int) -> None:
 @pytest.mark.timeout(600)
 def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -> None:
     """SIGKILL `iotids-train grid` once Ray has recorded one trial as finished; the same command restores the
-    experiment (Tuner.restore), runs only the other trial and prints the ranked table of both."""
+    experiment (Tuner.restore), runs only the other trial (retried once after its worker is killed) and prints the
+    ranked table of both."""
     out = tmp_path / "grid"
     trials_log = out / TRIALS_LOG
     ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a 107-byte limit
     env = {**os.environ, "TMPDIR": ray_tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("RAY_ADDRESS", None)
     started = time.monotonic()
+    resumed: subprocess.Popen[str] | None = None
     proc = subprocess.Popen(
         _grid_cmd(out), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -190,24 +203,37 @@ def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -
         assert _events(trials_log, "done", other) == 0
         assert list(load_results(out / RESULTS)) == [first]  # recorded as it finished
 
-        rerun = subprocess.run(
-            _grid_cmd(out), cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False,
+        # the resumed run; its trial's worker process is killed once (a real failure): Tune retries the trial
+        starts = _events(trials_log, "start", other)
+        resumed = subprocess.Popen(
+            _grid_cmd(out), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True,
         )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not (victims := _trial_workers(resumed.pid)) or _events(trials_log, "start", other) == starts:
+            assert resumed.poll() is None, f"resumed grid exited early: {resumed.communicate()[1][-3000:]}"
+            assert time.monotonic() < deadline, "the resumed trial did not start within 300 s"
+            time.sleep(0.2)
+        for victim in victims:
+            victim.kill()
+        stdout, stderr = resumed.communicate(timeout=400)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        for p in (proc, resumed):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+            if p is not None:
+                _kill_leftovers(ray_tmp, p.pid)
         proc.stderr.close()
-        _kill_leftovers(ray_tmp, proc.pid)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     print(f"first run (to the kill) {first_run_s:.0f} s, total {time.monotonic() - started:.0f} s")
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "grid: 2 selected, 1 already finished (skipped), 1 to run" in rerun.stderr
-    assert "resuming the interrupted experiment" in rerun.stderr
-    # the finished trial was not run again; the unfinished one ran to its end once
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert "grid: 2 selected, 1 already finished (skipped), 1 to run" in stderr
+    assert "resuming the interrupted experiment" in stderr
+    # the finished trial was not run again; the unfinished one failed once, was retried and ran to its end once
     assert (_events(trials_log, "start", first), _events(trials_log, "done", first)) == (1, 1)
-    assert _events(trials_log, "done", other) == 1 and _events(trials_log, "start", other) >= 1
+    assert (_events(trials_log, "retry", other), _events(trials_log, "done", other)) == (1, 1)
+    assert _events(trials_log, "start", other) == starts + 2
     first_dir = next((out / "tune").glob(f"grid-*/{finished[0]['trial_id']}_*"))
     assert len((first_dir / "result.json").read_text().splitlines()) == 1  # one report (1 epoch), not two
 
@@ -224,7 +250,7 @@ def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -
     val = [float(row[1 + len(PARAMS)]) for row in rows]
     assert val == sorted(val, reverse=True)
     assert all(float(x) > 0.5 for row in rows for x in row[1 + len(PARAMS) + 2 : 1 + len(PARAMS) + 5])
-    assert "| 1 | 0.001 | adam | 1 | 1 |" in rerun.stdout  # the ranked table is printed too
+    assert "| 1 | 0.001 | adam | 1 | 1 |" in stdout  # the ranked table is printed too
 
     # a third run finds both recorded and starts no experiment (nor Ray)
     ranked = run_grid(_tiny(), out, only=TINY_ONLY)
