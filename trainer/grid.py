@@ -240,7 +240,13 @@ def _tune(
                     verbose=0,
                 ),
             )
-        tuner.fit()
+        results = tuner.fit()
+    # a trial Tune has as finished but grid.jsonl lacks (the file was edited, or lost its line): record it now
+    recorded = load_results(out_dir / RESULTS)
+    for result in results:
+        record = (result.metrics or {}).get("record") if result.error is None else None
+        if record and record["key"] not in recorded:
+            _append(out_dir / RESULTS, record)
 
 
 def _scheduler(name: str, epochs: int) -> Any:
