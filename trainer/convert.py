@@ -4,7 +4,9 @@ The TFLite converter and its int8 calibrator can crash the interpreter process (
 plain Keras RNNs); in a child process such a crash is an error message for the trainer, not its end.
 
 The trained (loop) model's weights are loaded into the same architecture built with ``unroll=True``,
-which converts to builtin ops only: no WHILE loop, no Flex ops, zero float ops with int8 I/O. Tensor
+which converts to builtin ops only: no WHILE loop, no Flex ops, zero float ops with int8 I/O. Recurrent models
+are rebuilt by ``trainer.hoisted`` instead (request key ``hoist_input_projections``, default true): the same
+maths with each layer's input projection computed for all steps in one op, only the recurrence unrolled. Tensor
 names are stripped from every file (``strip_names``): at T=62 they are ~30 % of the int8 file.
 """
 
@@ -50,18 +52,23 @@ def _convert(request: dict[str, Any]) -> dict[str, Any]:
     from trainer.models import build_model
 
     shape = tuple(request["input_shape"])
-    model = build_model(request["model"], shape, unroll=True, **request.get("build_params", {}))
     weights = np.load(request["weights"])
-    model.set_weights([weights[f"w{i}"] for i in range(len(weights.files))])
+    hoisted = _hoisted_graph(request, shape, [weights[f"w{i}"] for i in range(len(weights.files))])
+    if hoisted is None:
+        model = build_model(request["model"], shape, unroll=True, **request.get("build_params", {}))
+        model.set_weights([weights[f"w{i}"] for i in range(len(weights.files))])
     rep = np.load(request["representative"]).astype(np.float32)
 
     def representative():
         for i in range(len(rep)):
             yield [rep[i : i + 1]]
 
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = {"graph": "unrolled" if hoisted is None else "hoisted"}
     for target in request["targets"]:
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        if hoisted is None:
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        else:
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([hoisted.concrete], hoisted)
         if target["kind"] == "int8":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = representative
@@ -77,6 +84,21 @@ def _convert(request: dict[str, Any]) -> dict[str, Any]:
         Path(target["path"]).write_bytes(data)
         summary[target["path"]] = len(data)
     return summary
+
+
+def _hoisted_graph(request: dict[str, Any], shape: tuple[int, ...], weights: list[np.ndarray]) -> Any:
+    """The hoisted-projection graph (``trainer.hoisted``) when requested and the model has recurrent layers."""
+    if not request.get("hoist_input_projections", True):
+        return None
+    from trainer import hoisted
+    from trainer.models import build_model
+
+    model = build_model(request["model"], shape, unroll=False, **request.get("build_params", {}))
+    model.set_weights(weights)
+    try:
+        return hoisted.build_hoisted(model)
+    except hoisted.UnsupportedModel:
+        return None
 
 
 def _strip_names(data: bytes) -> bytes:

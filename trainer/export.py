@@ -59,6 +59,7 @@ def export_model(
     model_version: str,
     seed: int,
     extra: dict[str, Any] | None = None,
+    hoist_input_projections: bool = True,
 ) -> ExportResult:
     """Convert ``trained`` (float and int8, both int8 weight layouts), check int8 against float, write the spec."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,7 @@ def export_model(
             "build_params": trained.build_params,
             "weights": str(work / "weights.npz"),
             "representative": str(work / "representative.npy"),
+            "hoist_input_projections": hoist_input_projections,
             "targets": [
                 {"kind": "float", "path": str(files["float"])},
                 {"kind": "int8", "per_channel": False, "path": str(files["int8_per_tensor"])},

@@ -16,8 +16,8 @@ recurrent layer's input projection ``x_t·W + b`` is computed for all T steps at
   Dropout is the identity at inference.
 
 ``build_hoisted(model)`` returns a ``tf.Module`` whose ``serve`` concrete function takes ``(batch, T, F)`` float
-windows and returns ``(batch, 1)`` scores; ``convert_hoisted`` turns it into TFLite bytes with the same
-converter settings as the Keras path. Supported: the Uni-/Bi-Hybrid models of ``trainer.models`` (GRU, LSTM,
+windows and returns ``(batch, 1)`` scores; ``trainer.convert`` turns it into TFLite with the same converter
+settings as the Keras path. Supported: the Uni-/Bi-Hybrid models of ``trainer.models`` (GRU, LSTM,
 Bidirectional, BatchNormalization, Dropout, Dense); anything else raises ``UnsupportedModel``.
 """
 
@@ -67,11 +67,19 @@ class _Builder:
         return self._values[id(variable)]
 
     # -- recurrent layers -------------------------------------------------------------------------------------
-    def _project(self, tf: Any, seq: Any, width: int, w: np.ndarray, b: np.ndarray) -> list[Any]:
-        """One FULLY_CONNECTED over all steps: ``(B, T, width) → T tensors (B, K)``."""
+    def _project(self, tf: Any, seq: Any, width: int, w: np.ndarray, b: np.ndarray, groups: list[int]) -> list[Any]:
+        """One FULLY_CONNECTED over all steps, ``(B, T, width) → (B, T, K)``, split into gate groups, each as T
+        tensors ``(B, k)``."""
         flat = tf.reshape(seq, [-1, width])
         y = tf.matmul(flat, tf.constant(w, tf.float32)) + tf.constant(b, tf.float32)
-        return tf.unstack(tf.reshape(y, [-1, self.T, w.shape[1]]), axis=1)
+        parts = tf.split(tf.reshape(y, [-1, self.T, w.shape[1]]), groups, axis=-1)
+        return [tf.unstack(p, axis=1) for p in parts]
+
+    @staticmethod
+    def _recur(tf: Any, h: Any, u: Any, b: Any | None, groups: list[int]) -> list[Any]:
+        """The recurrent half of one step: one FULLY_CONNECTED ``h·U (+ b)`` split into gate groups."""
+        m = tf.matmul(h, u)
+        return tf.split(m if b is None else m + b, groups, axis=-1)
 
     def _gru(self, tf, cell, seq, width, affine, order: list[int]) -> list[Any]:
         if not cell.reset_after:
@@ -81,23 +89,22 @@ class _Builder:
         kernel, rec = self.value(cell.kernel).astype(np.float64), self.value(cell.recurrent_kernel)
         bias = self.value(cell.bias).astype(np.float64) if cell.use_bias else np.zeros((2, 3 * u))
         b_in, b_rec = bias[0], bias[1]
-        w_zr, b_zr = _affine_fold(kernel[:, : 2 * u], b_in[: 2 * u] + b_rec[: 2 * u], affine)
-        w_h, b_h = _affine_fold(kernel[:, 2 * u :], b_in[2 * u :], affine)
-        x_zr = self._project(tf, seq, width, w_zr, b_zr)
-        x_h = self._project(tf, seq, width, w_h, b_h)
-        u_zr, u_h = tf.constant(rec[:, : 2 * u]), tf.constant(rec[:, 2 * u :])
+        # z and r: input and recurrent bias summed in the projection; hh: the recurrent bias stays in the product
+        w, b = _affine_fold(kernel, np.r_[b_in[: 2 * u] + b_rec[: 2 * u], b_in[2 * u :]], affine)
+        x_zr, x_h = self._project(tf, seq, width, w, b, [2 * u, u])
+        u_all = tf.constant(rec)
+        b_r = tf.constant(np.r_[np.zeros(2 * u), b_rec[2 * u :]].astype(np.float32))
         b_rec_h = tf.constant(b_rec[2 * u :].astype(np.float32))
         h, out = None, [None] * self.T
         for t in order:
             if h is None:
-                zr = tf.sigmoid(x_zr[t])
-                z, r = tf.split(zr, 2, axis=-1)
+                z, r = tf.split(tf.sigmoid(x_zr[t]), 2, axis=-1)
                 hh = tf.tanh(x_h[t] + r * b_rec_h)
                 h = hh - z * hh
             else:
-                zr = tf.sigmoid(x_zr[t] + tf.matmul(h, u_zr))
-                z, r = tf.split(zr, 2, axis=-1)
-                hh = tf.tanh(x_h[t] + r * (tf.matmul(h, u_h) + b_rec_h))
+                m_zr, m_h = self._recur(tf, h, u_all, b_r, [2 * u, u])
+                z, r = tf.split(tf.sigmoid(x_zr[t] + m_zr), 2, axis=-1)
+                hh = tf.tanh(x_h[t] + r * m_h)
                 h = hh + z * (h - hh)
             out[t] = h
         return out
@@ -107,22 +114,21 @@ class _Builder:
         u = cell.units
         kernel, rec = self.value(cell.kernel).astype(np.float64), self.value(cell.recurrent_kernel)
         bias = self.value(cell.bias).astype(np.float64) if cell.use_bias else np.zeros(4 * u)
-        ifo = np.r_[0 : 2 * u, 3 * u : 4 * u]  # Keras gate order i, f, c, o → sigmoid gates i, f, o
-        c_cols = np.arange(2 * u, 3 * u)
-        w_ifo, b_ifo = _affine_fold(kernel[:, ifo], bias[ifo], affine)
-        w_c, b_c = _affine_fold(kernel[:, c_cols], bias[c_cols], affine)
-        x_ifo = self._project(tf, seq, width, w_ifo, b_ifo)
-        x_c = self._project(tf, seq, width, w_c, b_c)
-        u_ifo, u_c = tf.constant(rec[:, ifo]), tf.constant(rec[:, c_cols])
+        cols = np.r_[0 : 2 * u, 3 * u : 4 * u, 2 * u : 3 * u]  # Keras gate order i, f, c, o → i, f, o | c
+        w, b = _affine_fold(kernel[:, cols], bias[cols], affine)
+        x_ifo, x_c = self._project(tf, seq, width, w, b, [3 * u, u])
+        u_all = tf.constant(rec[:, cols])
         h = c = None
         out = [None] * self.T
         for t in order:
-            if h is None:
-                i, f, o = tf.split(tf.sigmoid(x_ifo[t]), 3, axis=-1)
+            if h is None:  # f is not needed (c starts at 0); slices, since a split's unused output gets no int8 range
+                gates = tf.sigmoid(x_ifo[t])
+                i, o = gates[:, :u], gates[:, 2 * u :]
                 c = i * tf.tanh(x_c[t])
             else:
-                i, f, o = tf.split(tf.sigmoid(x_ifo[t] + tf.matmul(h, u_ifo)), 3, axis=-1)
-                c = f * c + i * tf.tanh(x_c[t] + tf.matmul(h, u_c))
+                m_ifo, m_c = self._recur(tf, h, u_all, None, [3 * u, u])
+                i, f, o = tf.split(tf.sigmoid(x_ifo[t] + m_ifo), 3, axis=-1)
+                c = f * c + i * tf.tanh(x_c[t] + m_c)
             h = o * tf.tanh(c)
             out[t] = h
         return out
@@ -245,15 +251,6 @@ def build_hoisted(model: Any) -> Any:
     module = Hoisted()
     module.concrete = module.serve.get_concrete_function()
     return module
-
-
-def convert_hoisted(module: Any, converter_setup: Callable[[Any], None]) -> bytes:
-    """TFLite bytes of a ``build_hoisted`` module; ``converter_setup`` sets the converter's options (int8 etc.)."""
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([module.concrete], module)
-    converter_setup(conv)
-    return conv.convert()
 
 
 def predict(module: Any, windows: np.ndarray, chunk: int = 1024) -> np.ndarray:

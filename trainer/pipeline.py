@@ -178,6 +178,7 @@ def run(
         keras_scores=scores[main],
         out_dir=out_dir,
         per_channel=profile.export.per_channel,
+        hoist_input_projections=profile.export.hoist_input_projections,
         representative_windows=profile.export.representative_windows,
         threshold=threshold,
         selftest_windows=profile.export.selftest_windows,
