@@ -13,9 +13,8 @@ from importlib import resources
 from pathlib import Path
 
 from ids_core import typedconfig
-from ids_core.metrics_server import MetricsSettings
-from ids_core.mqtt import TOPIC_PART, MqttSettings, TlsSettings, credential
-from ids_core.statedir import StateDirConfig
+from ids_core.daemonconfig import DaemonConfig
+from ids_core.mqtt import MqttSettings, TlsSettings, credential
 from ids_core.typedconfig import ConfigError, load_layered, setting
 
 # config/agent.yaml, shipped inside the package (defaults/agent.yaml) so a wheel finds it as a checkout does
@@ -108,25 +107,15 @@ class BundleSettings:
 
 
 @dataclass
-class AgentConfig(StateDirConfig):
-    gateway_id: str = setting("gateway", help="names this gateway in topics, alerts and the client id")
-    state_dir: str = setting("", help="outbox and model slots ('' = $STATE_DIRECTORY or ./state)")
+class AgentConfig(DaemonConfig):
     model: ModelSettings = setting(factory=ModelSettings)
-    mqtt: MqttSettings = setting(factory=MqttSettings)
     batch: BatchSettings = setting(factory=BatchSettings)
     windows: WindowSettings = setting(factory=WindowSettings)
     alerts: AlertSettings = setting(factory=AlertSettings)
     limits: MessageLimitSettings = setting(factory=MessageLimitSettings)
     outbox: OutboxSettings = setting(factory=OutboxSettings)
     bundle: BundleSettings = setting(factory=BundleSettings)
-    metrics: MetricsSettings = setting(factory=MetricsSettings)
-    stats_interval: float = setting(30.0, min=0.1, help="seconds between stats messages")
-    log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_json: bool = setting(False, help="one JSON object per log line")
-
-    def validate(self) -> None:
-        if not TOPIC_PART.match(self.gateway_id) or "/" in self.gateway_id:
-            raise ConfigError(f"gateway_id: {self.gateway_id!r} must be one topic level of [A-Za-z0-9_.-]")
 
     @property
     def client_id(self) -> str:

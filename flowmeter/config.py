@@ -18,9 +18,7 @@ from flowmeter.settings import (
     DEFAULT_MAX_FLOWS,
     MeterSettings,
 )
-from ids_core.metrics_server import MetricsSettings
-from ids_core.mqtt import TOPIC_PART, MqttSettings
-from ids_core.statedir import StateDirConfig
+from ids_core.daemonconfig import DaemonConfig
 from ids_core.typedconfig import ConfigError, load_layered, setting
 
 # config/flowmeter.yaml, shipped inside the package (defaults/flowmeter.yaml) so a wheel finds it as a checkout does
@@ -79,24 +77,16 @@ class OutboxSettings:
 
 
 @dataclass
-class FlowmeterConfig(StateDirConfig):
-    gateway_id: str = setting("gateway", help="names this gateway in topics; records go to <prefix>/<gw>/flows")
+class FlowmeterConfig(DaemonConfig):
     sensor: str = setting("flowmeter", help="names this meter in records (sensor + seq) and its topics")
-    state_dir: str = setting("", help="outbox and next seq ('' = $STATE_DIRECTORY or ./state)")
     capture: CaptureSettings = setting(factory=CaptureSettings)
     meter: MeterSection = setting(factory=MeterSection)
-    mqtt: MqttSettings = setting(factory=MqttSettings)
     publish: PublishSettings = setting(factory=PublishSettings)
     outbox: OutboxSettings = setting(factory=OutboxSettings)
-    metrics: MetricsSettings = setting(factory=MetricsSettings)
-    stats_interval: float = setting(30.0, min=0.1, max=86400.0, help="seconds between stats messages")
-    log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     def validate(self) -> None:
-        for key in ("gateway_id", "sensor"):
-            value = getattr(self, key)
-            if not TOPIC_PART.match(value) or "/" in value:
-                raise ConfigError(f"{key}: {value!r} must be one topic level of [A-Za-z0-9_.-]")
+        super().validate()
+        self.check_topic_level("sensor")
         if self.mqtt.shared_group:
             raise ConfigError("mqtt.shared_group: the flow meter only publishes; leave it empty")
         if self.mqtt.qos == 0:
