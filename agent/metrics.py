@@ -19,29 +19,33 @@ from prometheus_client.metrics_core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from agent import __version__
 from agent.records import Reason
 from agent.stats import Distribution
+from ids_core.metrics_families import COUNTER, GAUGE, StatsCollector, Table, families, labelled
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
 
 PREFIX = "edge_ids_agent_"
 
-# stats document key → (metric name without the prefix and _total, help)
-COUNTERS = {
-    "messages_in": ("messages_in", "Flow messages received."),
-    "flows_in": ("flows_in", "Flow records received (scored or dead-lettered)."),
-    "flows_scored": ("flows_scored", "Flows given a verdict by the model."),
-    "alerts_out": ("alerts", "Alerts published (stored in the outbox for the broker)."),
-    "alerts_suppressed": ("alerts_suppressed", "Alerts withheld by the per-source rate limit."),
-    "outbox_dropped": ("outbox_dropped", "Outbox messages dropped at outbox.max_messages."),
-    "published": ("messages_published", "Outbox messages acknowledged by the broker."),
-    "windows_evicted": ("windows_evicted", "Stream histories forgotten at windows.max_keys."),
-    "disconnects": ("mqtt_disconnects", "Connections to the broker lost (each followed by reconnects with backoff)."),
+# stats document key → (kind, metric name without the prefix (and _total), help)
+METRICS: Table = {
+    "messages_in": (COUNTER, "messages_in", "Flow messages received."),
+    "flows_in": (COUNTER, "flows_in", "Flow records received (scored or dead-lettered)."),
+    "flows_scored": (COUNTER, "flows_scored", "Flows given a verdict by the model."),
+    "alerts_out": (COUNTER, "alerts", "Alerts published (stored in the outbox for the broker)."),
+    "alerts_suppressed": (COUNTER, "alerts_suppressed", "Alerts withheld by the per-source rate limit."),
+    "outbox_dropped": (COUNTER, "outbox_dropped", "Outbox messages dropped at outbox.max_messages."),
+    "published": (COUNTER, "messages_published", "Outbox messages acknowledged by the broker."),
+    "windows_evicted": (COUNTER, "windows_evicted", "Stream histories forgotten at windows.max_keys."),
+    "disconnects": (COUNTER, "mqtt_disconnects", "Connections to the broker lost (then reconnects with backoff)."),
+    "outbox_depth": (GAUGE, "outbox_messages", "Messages in the outbox waiting for the broker."),
+    "queue_depth": (GAUGE, "queue_messages", "Flow messages received and not yet scored."),
+    "streams": (GAUGE, "streams", "Streams whose window history is kept."),
+    "connected": (GAUGE, "mqtt_connected", "1 while connected to the broker, else 0."),
 }
 # the stats document's ``other`` counters, shown from the start (0); any other key there is shown once it appears
 OTHER = {
@@ -54,12 +58,6 @@ OTHER = {
     "seq_late": "Flows of a declared gap that arrived later (scored).",
     "seq_restarts": "Publishers that restarted from seq 0.",
 }
-GAUGES = {
-    "outbox_depth": ("outbox_messages", "Messages in the outbox waiting for the broker."),
-    "queue_depth": ("queue_messages", "Flow messages received and not yet scored."),
-    "streams": ("streams", "Streams whose window history is kept."),
-    "connected": ("mqtt_connected", "1 while connected to the broker, else 0."),
-}
 DEADLETTER_REASONS = (*(str(r) for r in Reason), "inference_error")
 HISTOGRAMS = {  # Stats attribute → (metric name, help)
     "inference": ("inference_seconds", "Interpreter time per batch."),
@@ -68,14 +66,11 @@ HISTOGRAMS = {  # Stats attribute → (metric name, help)
 }
 
 
-class AgentCollector(Collector):
+class AgentCollector(StatsCollector):
     """A ``prometheus_client`` custom collector over a running :class:`agent.daemon.Agent`."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-
-    def describe(self) -> list[Metric]:
-        return []  # names vary with the stats (the ``other`` counters): not checked at registration
 
     def collect(self) -> Iterator[Metric]:
         agent = self.agent
@@ -100,23 +95,16 @@ class AgentCollector(Collector):
 
 
 def counters(snap: dict[str, Any]) -> Iterator[Metric]:
-    for key, (name, doc) in COUNTERS.items():
-        yield CounterMetricFamily(PREFIX + name, doc, value=snap[key])
+    yield from families(PREFIX, snap, METRICS)
     other = snap["other"]
     for key in sorted(OTHER.keys() | other.keys()):
         if key.isidentifier():
             yield CounterMetricFamily(PREFIX + key, OTHER.get(key, f"Stats counter {key}."), value=other.get(key, 0))
-    reasons = snap["deadletter_reasons"]
-    dead = CounterMetricFamily(PREFIX + "deadletters", "Rejected flow records and messages, by reason.",
-                               labels=["reason"])  # fmt: skip
-    for reason in sorted(set(DEADLETTER_REASONS) | reasons.keys()):
-        dead.add_metric([reason], reasons.get(reason, 0))
-    yield dead
+    reasons = {reason: 0 for reason in DEADLETTER_REASONS} | snap["deadletter_reasons"]
+    yield labelled(PREFIX, "deadletters", "Rejected flow records and messages, by reason.", "reason", reasons)
 
 
 def gauges(snap: dict[str, Any]) -> Iterator[Metric]:
-    for key, (name, doc) in GAUGES.items():
-        yield GaugeMetricFamily(PREFIX + name, doc, value=float(snap[key]))
     seqs = snap["sequences"]
     yield GaugeMetricFamily(PREFIX + "sequence_sensors", "Sensors whose seqs are tracked.", value=seqs["sensors"])
     yield GaugeMetricFamily(PREFIX + "sequence_missing_flows", "Seqs still expected (holes not yet declared gaps).",
