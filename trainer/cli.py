@@ -25,6 +25,11 @@ examples:
 """
 
 
+def _csv_files(p: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A repeatable option naming CSV files."""
+    p.add_argument(flag, type=Path, action="append", default=[], metavar="CSV", help=help)
+
+
 def _profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="quick", help="profile in the config file (quick | paper)")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="trainer YAML (default: %(default)s)")
@@ -96,22 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         help="retrain on IoTID20 + a site's benign flows (+ lab attacks); before/after on held-out site traffic",
     )
     _profile_args(p)
-    p.add_argument(
+    _csv_files(
+        p,
         "--site-benign",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="CSV",
-        help="the site's flows from a learning period (flow-meter CSV; rows are Normal unless a "
+        "the site's flows from a learning period (flow-meter CSV; rows are Normal unless a "
         "Cat/Label column says otherwise); repeatable; needed unless --site-attacks files hold Normal rows",
     )
-    p.add_argument(
-        "--site-attacks",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="CSV",
-        help="the lab's labelled flows (Cat column; its Normal rows count as site benign); repeatable",
+    _csv_files(
+        p, "--site-attacks", "the lab's labelled flows (Cat column; its Normal rows count as site benign); repeatable"
     )
     p.add_argument(
         "--holdout",
@@ -128,13 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--baseline", type=Path, help="run directory of the IoTID20 model (default: train it into OUT/baseline)"
     )
-    p.add_argument(
+    _csv_files(
+        p,
         "--also-score",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="CSV",
-        help="flows never trained on (e.g. captures from elsewhere), scored by both models and reported apart",
+        "flows never trained on (e.g. captures from elsewhere), scored by both models and reported apart",
     )
     p.add_argument(
         "--max-attack-rows",
