@@ -14,10 +14,14 @@ pytest.register_assert_rewrite("agent_harness")
 from agent_harness import topic  # noqa: E402
 
 from agent.category import UNCERTAIN  # noqa: E402
+from agent.model_life import MODEL_ERRORS  # noqa: E402
+from agent.scorer import Scorer  # noqa: E402
 from flowmeter.replay import connect, read_flows, records  # noqa: E402
 from ids_core import artifacts, eve  # noqa: E402
 from ids_core.category import CategorySpec  # noqa: E402
 from ids_core.eve import read_alert  # noqa: E402
+from ids_core.interpreter import ModelLoadError  # noqa: E402
+from ids_core.preprocess import SpecError  # noqa: E402
 
 pytest_plugins = ["agent_harness"]
 
@@ -83,3 +87,20 @@ def test_a_model_without_category_model_alerts_without_category(agents, collecto
     alerts = [read_alert(d) for d in collector.alerts()]
     assert alerts and all(a.attack_category is None for a in alerts)
     assert all(d["alert"]["category"] == "Anomalous network flow" for d in collector.alerts())
+
+
+def test_a_category_model_that_does_not_fit_the_main_spec_stops_the_model_from_loading(quick_run, tmp_path):
+    """A category model for another transform, or half of one, is a model that does not load (start-up: exit 2)."""
+    d = tmp_path / "model"
+    d.mkdir()
+    for name in ("model_int8.tflite", "spec.json", *artifacts.CATEGORY_FILES):
+        shutil.copy(quick_run.out_dir / name, d / name)
+    assert Scorer.load(d).category is not None
+    doc = json.loads((d / artifacts.CATEGORY_SPEC).read_text())
+    (d / artifacts.CATEGORY_SPEC).write_text(json.dumps(doc | {"transform_sha256": "0" * 64}))
+    with pytest.raises(SpecError, match="expected the main spec's transform"):
+        Scorer.load(d)
+    (d / artifacts.CATEGORY_SPEC).unlink()
+    with pytest.raises(ModelLoadError, match="category model incomplete"):
+        Scorer.load(d)
+    assert isinstance(SpecError("x"), MODEL_ERRORS) and isinstance(ModelLoadError("x"), MODEL_ERRORS)
