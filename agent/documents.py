@@ -12,14 +12,21 @@ Every JSON document starts with ``timestamp`` (EVE's form: UTC, microseconds, ``
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import json
-import logging
 import math
+import socket
+import struct
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import communityid
+try:  # the alerts' encoder where installed (agent.records decodes with it too); json otherwise
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; the fallback keeps the agent running without it
+    _orjson = None
 
 from ids_core import eve
 from ids_core.columns import TIMESTAMP_FORMAT
@@ -57,8 +64,7 @@ _FLOW_COUNTERS = (
 _DURATION = "Flow_Duration"  # µs
 # Community ID needs real ports: CICFlowMeter records of ICMP carry port 0, not the ICMP type and code.
 _COMMUNITY_ID_PROTOCOLS = frozenset({6, 17, 132})
-_COMMUNITY_ID = communityid.CommunityID(seed=0)
-logging.getLogger("communityid").setLevel(logging.WARNING)  # at INFO it logs every hashed byte of every alert
+_COMMUNITY_ID_SEED = struct.pack("!H", 0)
 
 
 def timestamp(moment: datetime | float | None = None) -> str:
@@ -100,57 +106,126 @@ def alert(
     Flow_ID/Timestamp go to ``alert.metadata`` (read them back with :func:`ids_core.eve.read_alert`).
     Severity follows Suricata (1 = high): 1 when the score is in the upper half of ``[threshold, 1]``, else 2.
     """
-    score, threshold = float(score), float(threshold)
-    if not (math.isfinite(score) and math.isfinite(threshold)):
-        raise ValueError(f"expected finite score and threshold, got {score} and {threshold}")
-    if score < threshold:
-        raise ValueError(f"expected score >= threshold {threshold}, got {score}")
-    doc: dict[str, Any] = {"timestamp": timestamp(now), "event_type": "alert", "host": gateway}
-    for src_key, doc_key in _ENDPOINT_KEYS:
-        value = ident.get(src_key)
-        if value is not None:
-            value = _port(value) if doc_key.endswith("port") else str(value)
-            if value is not None:
-                doc[doc_key] = value
-    if ident.get("protocol") is not None:
-        doc["proto"] = _proto(ident["protocol"])
-    cid = community_id(ident)
-    if cid is not None:
-        doc["community_id"] = cid
-    flow = _flow(ident.get("timestamp"), columns or {})
-    if flow:
-        doc["flow"] = flow
-    category = CATEGORY
-    attack_name = attack_probability = None
-    if attack is not None:
-        attack_name, attack_probability = str(attack[0]), float(attack[1])
-        category = f"{CATEGORY}: {attack_name}"
-    doc["alert"] = {
-        "action": ACTION,
-        "gid": GID,
-        "signature_id": SIGNATURE_ID,
-        "rev": REV,
-        "signature": SIGNATURE,
-        "category": category,
-        "severity": 1 if score - threshold >= (1.0 - threshold) / 2 else 2,
-        "metadata": eve.encode_metadata(
+    names = tuple(columns or ())
+    maker = AlertMaker(gateway=gateway, threshold=threshold, model=model, now=now, features=names)
+    return maker.document(ident, score, [columns[n] for n in names] if columns else (), attack)
+
+
+class AlertMaker:
+    """The alert documents of one batch: what they share (host, timestamp, threshold, model, signature) is made
+    once; :meth:`document` fills in one flow's fields. ``features`` names the values given per flow (the model's
+    feature columns, in order): the ``flow`` counters are read from them by position."""
+
+    def __init__(
+        self,
+        *,
+        gateway: str,
+        threshold: float,
+        model: Mapping[str, Any],
+        now: datetime | None = None,
+        features: Sequence[str] = (),
+    ) -> None:
+        threshold = float(threshold)
+        if not math.isfinite(threshold):
+            raise ValueError(f"expected finite score and threshold, got a threshold of {threshold}")
+        self.threshold = threshold
+        self._half = (1.0 - threshold) / 2
+        self._head = {"timestamp": timestamp(now), "event_type": "alert", "host": gateway}
+        # metadata after the score, up to the flow's own values (eve.encode_metadata's forms, computed once)
+        self._shared = eve.encode_metadata(
             {
-                eve.SCORE: score,
                 eve.THRESHOLD: threshold,
                 eve.VERDICT: "malicious",
                 eve.MODEL_NAME: model.get("name"),
                 eve.MODEL_VERSION: model.get("version"),
                 eve.MODEL_SHA256: model.get("sha256"),
-                eve.SENSOR: ident.get("sensor"),
-                eve.SEQ: None if ident.get("seq") is None else int(ident["seq"]),
-                eve.FLOW_ID: ident.get("flow_id"),
-                eve.FLOW_TIMESTAMP: ident.get("timestamp"),  # as the record gave it (text or epoch number)
-                eve.ATTACK_CATEGORY: attack_name,
-                eve.ATTACK_PROBABILITY: attack_probability,
             }
-        ),
-    }
-    return doc
+        )
+        position = {name: i for i, name in enumerate(features)}
+        self._counters = tuple((position[c], key) for c, key in _FLOW_COUNTERS if c in position)
+        self._duration = position.get(_DURATION)
+
+    def document(
+        self,
+        ident: Mapping[str, Any],
+        score: float,
+        values: Sequence[float] = (),
+        attack: tuple[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """One flow's alert: ``ident`` as :func:`alert` takes it, ``values`` in the order of ``features``."""
+        score, threshold = float(score), self.threshold
+        if not math.isfinite(score):
+            raise ValueError(f"expected finite score and threshold, got {score} and {threshold}")
+        if score < threshold:
+            raise ValueError(f"expected score >= threshold {threshold}, got {score}")
+        doc: dict[str, Any] = dict(self._head)
+        for src_key, doc_key in _ENDPOINT_KEYS:
+            value = ident.get(src_key)
+            if value is not None:
+                value = _port(value) if doc_key.endswith("port") else str(value)
+                if value is not None:
+                    doc[doc_key] = value
+        if ident.get("protocol") is not None:
+            doc["proto"] = _proto(ident["protocol"])
+        cid = community_id(ident)
+        if cid is not None:
+            doc["community_id"] = cid
+        flow = self._flow(ident.get("timestamp"), values) if values is not None else {}
+        if flow:
+            doc["flow"] = flow
+        category = CATEGORY
+        meta = {eve.SCORE: [eve.encode_value(score)], **self._shared}
+        for key, value in (
+            (eve.SENSOR, ident.get("sensor")),
+            (eve.SEQ, None if ident.get("seq") is None else int(ident["seq"])),
+            (eve.FLOW_ID, ident.get("flow_id")),
+            (eve.FLOW_TIMESTAMP, ident.get("timestamp")),  # as the record gave it (text or epoch number)
+        ):
+            if value is not None:
+                meta[key] = [eve.encode_value(value)]
+        if attack is not None:
+            attack_name = str(attack[0])
+            category = f"{CATEGORY}: {attack_name}"
+            meta[eve.ATTACK_CATEGORY] = [attack_name]
+            meta[eve.ATTACK_PROBABILITY] = [eve.encode_value(float(attack[1]))]
+        doc["alert"] = {
+            "action": ACTION,
+            "gid": GID,
+            "signature_id": SIGNATURE_ID,
+            "rev": REV,
+            "signature": SIGNATURE,
+            "category": category,
+            "severity": 1 if score - threshold >= self._half else 2,
+            "metadata": meta,
+        }
+        return doc
+
+    def _flow(self, start_value: Any, values: Sequence[float]) -> dict[str, Any]:
+        """EVE's ``flow`` object: counters, and start/end/age when the record's Timestamp and Flow_Duration are
+        known. Non-finite or negative values are left out."""
+        flow: dict[str, Any] = {}
+        if len(values):
+            for i, key in self._counters:
+                count = _count(values[i])
+                if count is not None:
+                    flow[key] = count
+        duration_us = _count(values[self._duration]) if self._duration is not None and len(values) else None
+        start = _flow_start(start_value)
+        if start is not None:
+            flow["start"] = timestamp(start)
+            if duration_us is not None:
+                flow["end"] = timestamp(start + timedelta(microseconds=duration_us))
+        if duration_us is not None:
+            flow["age"] = duration_us // 1_000_000
+        return flow
+
+
+def dumps_alert(doc: Mapping[str, Any]) -> bytes:
+    """An alert document as compact UTF-8 JSON: orjson where installed (the same JSON as :func:`dumps`; an alert
+    holds only text and integers, so no non-finite number can reach it), else :func:`dumps`."""
+    if _orjson is not None:
+        return _orjson.dumps(doc)
+    return dumps(doc)
 
 
 def community_id(ident: Mapping[str, Any]) -> str | None:
@@ -161,9 +236,18 @@ def community_id(ident: Mapping[str, Any]) -> str | None:
     if proto not in _COMMUNITY_ID_PROTOCOLS or src is None or dst is None or sport is None or dport is None:
         return None
     try:
-        return _COMMUNITY_ID.calc(communityid.FlowTuple(proto, str(src), str(dst), sport, dport))
-    except (communityid.Error, ValueError):  # not an IP address, port out of range
+        a, b = _address(str(src)), _address(str(dst))
+    except (OSError, ValueError):  # not an IP address
         return None
+    if (b, dport) < (a, sport):  # the smaller endpoint first (network byte order), as the spec orders them
+        a, b, sport, dport = b, a, dport, sport
+    digest = hashlib.sha1(_COMMUNITY_ID_SEED + a + b + struct.pack("!BxHH", proto, sport, dport)).digest()
+    return "1:" + base64.b64encode(digest).decode()
+
+
+def _address(text: str) -> bytes:
+    """An IPv4 or IPv6 address in network byte order; ``OSError`` if it is neither."""
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
 # --------------------------------------------------------------------------- events topic: the agent's own events
@@ -293,25 +377,6 @@ def _proto(value: Any) -> str:
     return PROTOCOL_NAMES.get(number, str(number))
 
 
-def _flow(start_value: Any, columns: Mapping[str, float]) -> dict[str, Any]:
-    """EVE's ``flow`` object from the record's columns: counters, and start/end/age when the record's
-    Timestamp and Flow_Duration are known. Non-finite or negative values are left out."""
-    flow: dict[str, Any] = {}
-    for column, key in _FLOW_COUNTERS:
-        count = _count(columns.get(column))
-        if count is not None:
-            flow[key] = count
-    start = _flow_start(start_value)
-    duration_us = _count(columns.get(_DURATION))
-    if start is not None:
-        flow["start"] = timestamp(start)
-        if duration_us is not None:
-            flow["end"] = timestamp(start + timedelta(microseconds=duration_us))
-    if duration_us is not None:
-        flow["age"] = duration_us // 1_000_000
-    return flow
-
-
 def _count(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
@@ -327,10 +392,17 @@ def _flow_start(value: Any) -> datetime | None:
     without a zone is read as UTC (the flow meter writes UTC); anything else gives None."""
     if value is None or isinstance(value, bool):
         return None
-    try:
-        if isinstance(value, int | float):
+    if isinstance(value, int | float):
+        try:
             return datetime.fromtimestamp(value, UTC)
-        text = str(value)
+        except (ValueError, OverflowError, OSError):
+            return None
+    return _text_start(str(value))
+
+
+@functools.lru_cache(maxsize=4096)  # the flows of a storm share their second: each text is parsed once
+def _text_start(text: str) -> datetime | None:
+    try:
         try:
             moment = datetime.strptime(text, TIMESTAMP_FORMAT)
         except ValueError:

@@ -268,20 +268,19 @@ class Pipeline:
         model = scorer.identity
         out: list[Message] = []
         wall = time.time()
-        alerts = suppressed = 0
-        alert_topic = self.topics["alerts"]
-        attacks = self._attacks(scorer, records, scores, threshold)
-        for i, (rec, score) in enumerate(zip(records, scores.tolist(), strict=True)):
-            if score > threshold:
-                if self.rate_limiter.allow(str(rec.ident.get("src_ip", "unknown")), wall):
-                    columns = dict(zip(scorer.spec.features, rec.values.tolist(), strict=True))  # flow counters
-                    doc = documents.alert(gateway=self.cfg.gateway_id, ident=rec.ident, score=score,
-                                          threshold=threshold, model=model, now=now, columns=columns,
-                                          attack=attacks.get(i))  # fmt: skip
-                    out.append((alert_topic, documents.dumps(doc), self.cfg.mqtt.qos, False))
-                    alerts += 1
-                else:
-                    suppressed += 1
+        alert_topic, qos, values = self.topics["alerts"], self.cfg.mqtt.qos, scores.tolist()
+        # the rate limiter decides first: a suppressed alert costs a counter, no category, document or row
+        over = [i for i, score in enumerate(values) if score > threshold]
+        allowed = [i for i in over if self.rate_limiter.allow(str(records[i].ident.get("src_ip", "unknown")), wall)]
+        alerts, suppressed = len(allowed), len(over) - len(allowed)
+        if allowed:
+            attacks = self._attacks(scorer, records, allowed)
+            maker = documents.AlertMaker(  # what the batch's alerts share, made once
+                gateway=self.cfg.gateway_id, threshold=threshold, model=model, now=now, features=scorer.spec.features
+            )
+            for i in allowed:
+                doc = maker.document(records[i].ident, values[i], records[i].values, attacks.get(i))
+                out.append((alert_topic, documents.dumps_alert(doc), qos, False))
         for summary in self.rate_limiter.summaries(wall):
             doc = {**summary, "gateway": self.cfg.gateway_id}
             out.append((self.topics["events"], documents.dumps(doc), self.cfg.mqtt.qos, False))
@@ -298,19 +297,16 @@ class Pipeline:
         return out
 
     @staticmethod
-    def _attacks(
-        scorer: Scorer, records: list[FlowRecord], scores: np.ndarray, threshold: float
-    ) -> dict[int, tuple[str, float]]:
-        """(category, probability) of each flow over the threshold by index: one call of the category model."""
-        over = np.flatnonzero(scores > threshold)
-        if scorer.category is None or not len(over):
+    def _attacks(scorer: Scorer, records: list[FlowRecord], over: list[int]) -> dict[int, tuple[str, float]]:
+        """(category, probability) of the flows ``over`` (indexes of the alerts going out): one category model call."""
+        if scorer.category is None or not over:
             return {}
         try:
             found = scorer.categorize([records[i] for i in over]) or []
         except Exception as e:  # the alert matters more than its category: it goes out without one
             log.error("category model failed for %d flows: %s", len(over), e)
             return {}
-        return {i: c.alert_attack for i, c in zip(over.tolist(), found, strict=True)}
+        return {i: c.alert_attack for i, c in zip(over, found, strict=True)}
 
     def _deadletter(self, topic: str, rejected: dict[str, Any], now: datetime, **extra: Any) -> Message:
         doc = documents.deadletter(gateway=self.cfg.gateway_id, source_topic=topic, rejected=rejected, now=now, **extra)

@@ -23,7 +23,7 @@ ATTACK_CATEGORY, ATTACK_PROBABILITY = "attack_category", "attack_probability"
 def encode_metadata(values: Mapping[str, Any]) -> dict[str, list[str]]:
     """``{key: [text]}`` for every value that is not None: floats in their shortest round-trip form
     (``repr``), so a score read back with :func:`read_alert` is the same float."""
-    return {key: [_text(value)] for key, value in values.items() if value is not None}
+    return {key: [encode_value(value)] for key, value in values.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,8 @@ def read_alert(doc: Mapping[str, Any]) -> AlertReading:
     )
 
 
-def _text(value: Any) -> str:
+def encode_value(value: Any) -> str:
+    """One ``alert.metadata`` value as text (floats: shortest round-trip ``repr``; non-finite refused)."""
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"expected a finite number, got {value}")

@@ -119,13 +119,13 @@ class Outbox:
         ids: list[int] = []
 
         def insert(c: sqlite3.Connection) -> None:
-            for row in rows:
-                ids.append(
-                    c.execute(
-                        "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?)",
-                        (*row, now),
-                    ).lastrowid
+            if rows:  # one prepared statement for all rows; AUTOINCREMENT in one write transaction: consecutive ids
+                c.executemany(
+                    "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?)",
+                    [(*row, now) for row in rows],
                 )
+                last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+                ids.extend(range(last - len(rows) + 1, last + 1))
             c.executemany("DELETE FROM state WHERE key = ?", [(k,) for k, v in changes if v is None])
             c.executemany(
                 "INSERT INTO state (key, value, updated) VALUES (?, ?, ?) "
