@@ -6,12 +6,14 @@
                                          raw int8 outputs of MODEL on every set, with XNNPACK (the agent's
                                          interpreter) and with the reference kernels → OUT (.npz + .json)
     compare.py diff X86 OTHER LABEL      every XNNPACK output of OTHER must equal X86's byte for byte; prints
-                                         where and by how much they differ; exit 1 if any does
+                                         where and by how much they differ; exit 1 if any does (the reference
+                                         kernels' outputs are compared too, for information only)
 
 Input sets: ``selftest`` (the run's selftest_inputs.npy, what a bundle install checks), ``test`` (the whole test
 split's windows, from ``trainer.pipeline.prepare`` of the run's profile, quantized by the model) and
-``representative`` (the run's calibration windows). ``score`` also checks selftest outputs against the run's
-selftest_outputs.npy when it finds them beside MODEL.
+``representative`` (the run's calibration windows); with a category model in the run also ``category_selftest``
+and ``category_test`` (its vectors, the test split). ``score`` also checks the self-test outputs against the
+run's expected ones when it finds them beside MODEL.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+CATEGORY_MODEL = "category_int8.tflite"  # ids_core.artifacts.CATEGORY_MODEL (this file also runs without the repo)
 
 
 def make_inputs(run: Path, data: str, out: Path) -> int:
@@ -37,27 +41,36 @@ def make_inputs(run: Path, data: str, out: Path) -> int:
     prep = prepare(profile, out / "prepare")
     if prep.selection.transform.features != spec.transform.features:
         raise SystemExit("prepare() selected other features than the run: not the run's test split")
+    windows = prep.test.windows()
     sets = {
         "selftest": np.load(run / "selftest_inputs.npy"),
-        "test": model.quantize(prep.test.windows()),
+        "test": model.quantize(windows),
         "representative": model.quantize(np.load(run / "keras" / "representative.npy")),
     }
+    if (run / CATEGORY_MODEL).exists():  # the optional attack-category model: its vectors and the test split
+        category = TFLiteModel(run / CATEGORY_MODEL)
+        sets["category_selftest"] = np.load(run / "category_selftest_inputs.npy")
+        sets["category_test"] = category.quantize(windows.reshape(len(windows), *category.input_shape))
     np.savez(out / "inputs.npz", **sets)
     print("input sets: " + ", ".join(f"{k} {v.shape}" for k, v in sets.items()))
     return 0
 
 
 def score(model_path: Path, inputs: Path, out: Path) -> int:
-    """Raw outputs with XNNPACK and with the reference kernels, and the time XNNPACK took per set."""
+    """Raw outputs with XNNPACK and with the reference kernels, and the time XNNPACK took per set. Sets named
+    ``category_*`` run on the category model beside MODEL."""
     import platform
 
     from ids_core.interpreter import TFLiteModel
 
     sets = dict(np.load(inputs))
-    xnn = TFLiteModel(model_path, max_batch=256)
-    ref = TFLiteModel(model_path, max_batch=256, use_default_delegates=False)
+    models = {}
+    for kind, path in (("main", model_path), ("category", model_path.parent / CATEGORY_MODEL)):
+        if kind == "main" or path.exists():
+            models[kind] = (TFLiteModel(path, max_batch=256), TFLiteModel(path, use_default_delegates=False))
     outputs, info = {}, {"machine": platform.machine(), "python": platform.python_version(), "sets": {}}
     for name, x in sets.items():
+        xnn, ref = models["category" if name.startswith("category_") else "main"]
         start = time.perf_counter()
         outputs[name] = xnn.invoke_raw(x)
         seconds = time.perf_counter() - start
@@ -72,6 +85,10 @@ def score(model_path: Path, inputs: Path, out: Path) -> int:
     expected = model_path.parent / "selftest_outputs.npy"
     if expected.exists() and "selftest" in outputs:
         info["selftest_equals_shipped_outputs"] = bool(np.array_equal(outputs["selftest"], np.load(expected)))
+    expected = model_path.parent / "category_selftest_outputs.npy"
+    if expected.exists() and "category_selftest" in outputs:
+        same = np.array_equal(outputs["category_selftest"], np.load(expected))
+        info["category_selftest_equals_shipped_outputs"] = bool(same)
     np.savez(out.with_suffix(".npz"), **outputs)
     out.with_suffix(".json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info))
@@ -99,6 +116,12 @@ def diff(x86_path: Path, other_path: Path, label: str) -> int:
             f"windows by max steps {hist}, first rows {rows[:10].tolist()}"
         )
         failed += 1
+    for name in sorted(k for k in x86 if k.endswith(".reference") and k in other):
+        d = np.abs(x86[name].astype(np.int32) - other[name].astype(np.int32)).reshape(len(x86[name]), -1)
+        print(
+            f"{label} {name} (informational; LiteRT without XNNPACK): {int(np.count_nonzero(d.any(axis=1)))} of "
+            f"{len(d)} windows differ from x86's reference kernels, max {int(d.max(initial=0))} int8 steps"
+        )
     return 1 if failed else 0
 
 
