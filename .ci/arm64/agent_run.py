@@ -5,7 +5,7 @@
                                          OUT/perturbed.bundle (the same with one expected self-test output one
                                          int8 step off, version 1); KEYS/fleet.pub.pem verifies them
     agent_run.py run --label L --agent CMD [--env K=V …] --root ROOT --work DIR --factory DIR --pubkey PEM \
-                     --perturbed BUNDLE --good BUNDLE --flows CSV --out JSON
+                     --perturbed BUNDLE --good BUNDLE [--main-only BUNDLE] --flows CSV --out JSON
     agent_run.py diff X86_JSON OTHER_JSON
 
 ``run``: a broker on a free port; the agent (``CMD --config …``, e.g. ``chroot <rootfs> …/iotids-agent``) starts on
@@ -13,7 +13,9 @@ the model in ``--factory`` with bundles enabled; the bundle with a perturbed sel
 (``selftest_failed``) and the good one verified, self-tested and activated; then ``iotids-replay`` (on the host)
 sends every flow of ``--flows``; every flow must get exactly one verdict, from the good bundle's model. Files the
 agent reads live under ``--work``, which the agent sees at its path relative to ``--root``. ``diff``: the two runs'
-scores must be equal flow for flow. Runs on the host (x86 venv with the project installed).
+scores must be equal flow for flow. If the good bundle is refused and ``--main-only`` is given, that
+bundle (v3, the run without its category model) is installed instead so the replay still runs; the run then
+still fails. Runs on the host (x86 venv with the project installed).
 """
 
 from __future__ import annotations
@@ -186,7 +188,14 @@ def prepare(run_dir: Path, keys: Path, out: Path) -> int:
     y = np.load(run_dir / "selftest_outputs.npy")
     y[0, 0] = y[0, 0] - 1 if y[0, 0] > -128 else y[0, 0] + 1
     np.save(perturbed / "selftest_outputs.npy", y)
-    for src, version, name in ((perturbed, 1, "perturbed.bundle"), (run_dir, 2, "good.bundle")):
+    builds = [(perturbed, 1, "perturbed.bundle"), (run_dir, 2, "good.bundle")]
+    if (run_dir / "category_int8.tflite").exists():  # also the main model alone, in case v2 is refused
+        main_only = out / "main-only-run"
+        main_only.mkdir()
+        for name in ("model_int8.tflite", "spec.json", "selftest_inputs.npy", "selftest_outputs.npy"):
+            shutil.copy(run_dir / name, main_only / name)
+        builds.append((main_only, 3, "main-only.bundle"))
+    for src, version, name in builds:
         build = [*bundle_cli, "build", str(src), "--version", str(version), "--sign-key", key, "-o", str(out / name)]
         subprocess.run(build, check=True, capture_output=True)
     print(f"factory model {model.sha256[:12]} (per-channel), bundles: perturbed v1, good v2 (model "
@@ -252,8 +261,20 @@ def run(a: argparse.Namespace) -> int:
         events = [d.get("event") for d in collector.docs("bundle/status")[seen:]]
         result["good"] = {"final": doc, "events": events, "seconds": round(time.monotonic() - t1, 1)}
         print(f"[{a.label}] good bundle: {' → '.join(events)}")
+        failures = []
         if doc.get("event") != "activated" or "verified" not in events:
-            raise SystemExit(f"FAILED: the good bundle was not verified and activated\n{context()}")
+            failures.append(f"the good bundle was not verified and activated: {doc}")
+            if not a.main_only:
+                raise SystemExit(f"FAILED: {failures[0]}\n{context()}")
+            print(f"[{a.label}] FAILED: {failures[0]}\n{context()}")
+            seen = len(collector.docs("bundle/status"))
+            publish(broker.port, fleet, Path(a.main_only).read_bytes())
+            doc = wait_until(lambda: final_status(seen), 300, "the main-only bundle's verdict", context)
+            events = [d.get("event") for d in collector.docs("bundle/status")[seen:]]
+            result["main_only"] = {"final": doc, "events": events}
+            print(f"[{a.label}] the same bundle without its category model (v3): {' → '.join(events)}")
+            if doc.get("event") != "activated":
+                raise SystemExit(f"FAILED: the main-only bundle was not activated\n{context()}")
 
         n = len(read_flows(Path(a.flows)))
         t2 = time.monotonic()
@@ -285,7 +306,9 @@ def run(a: argparse.Namespace) -> int:
         Path(a.out).write_text(json.dumps(result, indent=1))
         if sorted(counts) != list(range(n)) or twice or other_model or result["deadletters"]:
             raise SystemExit(f"FAILED: not every flow got exactly one verdict from the bundle's model\n{context()}")
-        return 0
+        for failure in failures:
+            print(f"[{a.label}] FAILED: {failure}")
+        return 1 if failures else 0
     finally:
         if agent.poll() is None:
             agent.send_signal(signal.SIGTERM)
@@ -318,6 +341,7 @@ def main(argv: list[str]) -> int:
     for name in ("label", "agent", "root", "work", "factory", "pubkey", "perturbed", "good", "flows", "out"):
         r.add_argument(f"--{name}", required=True)
     r.add_argument("--env", action="append", default=[], help="K=V for the agent's environment")
+    r.add_argument("--main-only", help="bundle v3 (the main model alone) to install if the good bundle is refused")
     d = sub.add_parser("diff")
     d.add_argument("x86")
     d.add_argument("other")
