@@ -293,11 +293,16 @@ def verdicts(
     threshold: float,
     idents: Sequence[Mapping[str, Any]],
     scores: Sequence[float],
+    message_seq: int,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Every flow of a batch: its identifiers (flow_id, seq, sensor, src_ip when given), score and verdict."""
+    """Every flow of a batch: its identifiers (flow_id, seq, sensor, src_ip when given), score and verdict.
+
+    ``message_seq`` numbers the agent's verdicts messages from 0 (per state directory, across restarts): a missing
+    number is a verdicts message lost after the agent handed it to the broker (a broker killed before writing it)."""
     return {
         **_head("verdicts", gateway, now),
+        "message_seq": message_seq,
         "model": dict(model),
         "threshold": threshold,
         "verdicts": [

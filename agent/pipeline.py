@@ -33,6 +33,8 @@ from agent.sequences import REPEAT, SequenceTracker
 from agent.stats import Stats
 from ids_core.outbox import Outbox
 
+VERDICTS_SEQ_KEY = "out/verdicts"  # outbox state: the next verdicts message number
+
 log = logging.getLogger(__name__)
 
 Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
@@ -77,7 +79,10 @@ class Pipeline:
         self._swap: tuple[Scorer, Callable[[Scorer], None] | None] | None = None
         self._swap_lock = threading.Lock()
         # what was answered per sensor, committed with each batch; holes are checked once a second when idle
-        self.sequences = SequenceTracker(outbox.load_state(), report_gaps=not cfg.mqtt.shared_group)
+        stored = outbox.load_state()
+        self.sequences = SequenceTracker(stored, report_gaps=not cfg.mqtt.shared_group)
+        # the next verdicts message's number, committed with the batch that uses it (documents.verdicts)
+        self._verdicts_next = self._verdicts_committed = int(stored.get(VERDICTS_SEQ_KEY, b"0"))
         self._next_sweep = 0.0
         self.apply_config(cfg)
 
@@ -230,12 +235,16 @@ class Pipeline:
             out += self._score(batch, now)
         out += self._gaps(now)
         state = self.sequences.changes()
+        if self._verdicts_next != self._verdicts_committed:
+            state[VERDICTS_SEQ_KEY] = str(self._verdicts_next).encode()
         try:
             if out or state:
                 self.outbox.put_many(out, state=state)
         except BaseException:
             self.sequences.settle(False)  # nothing of this batch was stored: its seqs are still unanswered
+            self._verdicts_next = self._verdicts_committed
             raise
+        self._verdicts_committed = self._verdicts_next
         self.stats.add(**self.sequences.settle(True))
         if out:
             self._wake_forwarder()
@@ -286,7 +295,9 @@ class Pipeline:
             out.append((self.topics["events"], documents.dumps(doc), self.cfg.mqtt.qos, False))
         if self.cfg.alerts.publish_verdicts:
             doc = documents.verdicts(gateway=self.cfg.gateway_id, model=model, threshold=threshold,
-                                     idents=[r.ident for r in records], scores=scores.tolist(), now=now)  # fmt: skip
+                                     idents=[r.ident for r in records], scores=scores.tolist(),
+                                     message_seq=self._verdicts_next, now=now)  # fmt: skip
+            self._verdicts_next += 1
             out.append((self.topics["verdicts"], documents.dumps(doc), 1, False))
         done = time.monotonic()
         self.stats.flow_latency.extend([done - a for a in batch.arrival])

@@ -9,7 +9,8 @@ would sit in two different verdicts messages.
 Mosquitto acknowledges a QoS 1 message before it is on disk (autosave runs after the network loop), so a broker
 ``kill -9`` can lose a verdicts or gap message it had already acknowledged to the agent. Such flows are told apart
 from the agent's own misses by the agent's committed seq state (what it answered, in its outbox database) once its
-outbox is empty: answered there, acknowledged by the broker, never delivered. Only the broker test may have them.
+outbox is empty: answered there, acknowledged by the broker, never delivered. Only the broker test may have them, and
+never silently: verdicts messages are numbered (``message_seq``), so the consumer sees the hole.
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ def check_exactly_once(collector, stream, quick_run, context, state_dir: Path) -
     lost_by_broker = everything - set(answers) - gaps
     answered = answered_by_agent(state_dir)
     assert all(answered(q) for q in lost_by_broker), why()
+    numbers = sorted({doc["message_seq"] for doc in distinct_docs(collector, "verdicts")})
+    missing_messages = sorted(set(range(numbers[-1] + 1)) - set(numbers))
+    if lost_by_broker:  # not silent: the verdicts messages' numbering shows the hole to every consumer
+        assert missing_messages, f"verdicts of {sorted(lost_by_broker)[:20]} lost without a hole in message_seq"
 
     offline = score_offline(quick_run.out_dir, stream.payloads())
     if quick_run.spec().window_length == 1:  # the T=1 quick model: alerts exactly as offline, except lost flows
@@ -160,6 +165,7 @@ def check_exactly_once(collector, stream, quick_run, context, state_dir: Path) -
         "redelivered_messages_skipped": per_process_total(collector, "redelivered_messages_skipped"),  # by packet id
         "verdict_messages_received_twice": transport_duplicates(collector, "verdicts"),
         "answered_but_lost_by_the_broker": len(lost_by_broker),
+        "verdict_messages_missing": len(missing_messages),
     }
 
 
@@ -181,6 +187,7 @@ def test_agent_killed_three_times_mid_stream_scores_every_flow_exactly_once(
     numbers = check_exactly_once(collector, stream, quick_run, agent.log, agent.state_dir)
     assert all(k < N_FLOWS for k in kills), f"a kill came after the stream was answered: {kills}"
     assert numbers["answered_but_lost_by_the_broker"] == 0, f"the broker was not killed: {numbers}"
+    assert numbers["verdict_messages_missing"] == 0, f"message_seq not continuous across restarts: {numbers}"
     assert numbers["gap_flows"] == 0, f"the broker lost nothing, yet gaps were reported: {numbers}"
     assert agent.log_count("session present: False") == 1, agent.log()  # every restart resumed the session
     report(record_property, answered_at_kills=kills, **numbers)
