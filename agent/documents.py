@@ -212,7 +212,7 @@ class AlertMaker:
         duration_us = _count(values[self._duration]) if self._duration is not None and len(values) else None
         start = _flow_start(start_value)
         if start is not None:
-            flow["start"] = timestamp(start)
+            flow["start"] = _start_timestamp(start)
             if duration_us is not None:
                 flow["end"] = timestamp(start + timedelta(microseconds=duration_us))
         if duration_us is not None:
@@ -403,6 +403,9 @@ def _flow_start(value: Any) -> datetime | None:
         except (ValueError, OverflowError, OSError):
             return None
     return _text_start(str(value))
+
+
+_start_timestamp = functools.lru_cache(maxsize=4096)(timestamp)  # flows sharing a start share its text
 
 
 @functools.lru_cache(maxsize=4096)  # the flows of a storm share their second: each text is parsed once
