@@ -304,13 +304,9 @@ def _report(res: dict[str, Any]) -> str:
 
 
 VERDICT = (
-    "**Verdict: not shipped by default.** The hoisted graph saves memory at small batches and is faster at "
-    "batch 1, but at the batch sizes the agent runs under load (32–256) it is 2–3× slower per CPU-second, which "
-    "would break the issue's target *windows/s of the raw interpreter ≥ today's*; at batch 256 its activations "
-    "also eat the saving (the `(batch·T, K)` projections live for a whole layer). The cause of the slowdown "
-    "is not yet found (suspects: ops of the new graph that XNNPACK does not take, so the graph runs in several "
-    "delegate partitions with builtin kernels between them, e.g. the per-step STRIDED_SLICE with a shrink axis or "
-    "the dynamic-batch RESHAPE). `export.hoist_input_projections` stays false until that is fixed and measured."
+    "Slices of the hoisted projection must be 2-D (no shrink axis): XNNPACK does not take a STRIDED_SLICE with a "
+    "shrink axis, and the first version of the graph ran 2–3× slower at batch ≥ 32 for that reason alone (see the "
+    "end of the results file)."
 )
 
 

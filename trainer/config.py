@@ -85,7 +85,7 @@ class Train:
 class Export:
     per_channel: bool = setting(False, help="per-channel int8 weights (bigger at large T, see bench/)")
     hoist_input_projections: bool = setting(
-        False, help="recurrent layers' input projections for all steps in one op (trainer.hoisted; false: unroll twin)"
+        True, help="recurrent layers' input projections for all steps in one op (trainer.hoisted; false: unroll twin)"
     )
     representative_windows: int = setting(512, min=1, help="calibration windows drawn from the training split")
     threshold: float = setting(0.5, min=0.0, max=1.0)

@@ -5,7 +5,7 @@ plain Keras RNNs); in a child process such a crash is an error message for the t
 
 The trained (loop) model's weights are loaded into the same architecture built with ``unroll=True``,
 which converts to builtin ops only: no WHILE loop, no Flex ops, zero float ops with int8 I/O. Recurrent models
-are rebuilt by ``trainer.hoisted`` on request (key ``hoist_input_projections``, default false): the same
+are rebuilt by ``trainer.hoisted`` instead (request key ``hoist_input_projections``, default true): the same
 maths with each layer's input projection computed for all steps in one op, only the recurrence unrolled. Tensor
 names are stripped from every file (``strip_names``): at T=62 they are ~30 % of the int8 file.
 """
@@ -88,7 +88,7 @@ def _convert(request: dict[str, Any]) -> dict[str, Any]:
 
 def _hoisted_graph(request: dict[str, Any], shape: tuple[int, ...], weights: list[np.ndarray]) -> Any:
     """The hoisted-projection graph (``trainer.hoisted``) when requested and the model has recurrent layers."""
-    if not request.get("hoist_input_projections", False):
+    if not request.get("hoist_input_projections", True):
         return None
     from trainer import hoisted
     from trainer.models import build_model

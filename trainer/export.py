@@ -59,7 +59,7 @@ def export_model(
     model_version: str,
     seed: int,
     extra: dict[str, Any] | None = None,
-    hoist_input_projections: bool = False,
+    hoist_input_projections: bool = True,
 ) -> ExportResult:
     """Convert ``trained`` (float and int8, both int8 weight layouts), check int8 against float, write the spec."""
     out_dir.mkdir(parents=True, exist_ok=True)
