@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ids_core import artifacts
-from ids_core.category import CategorySpec
+from ids_core.category import CategorySpec, softmax
 from ids_core.interpreter import ModelLoadError, TFLiteModel
 from ids_core.preprocess import PreprocessSpec, SpecError
 
@@ -91,7 +91,7 @@ class CategoryModel:
         """Preprocessed float vectors ``(n, F)`` (the main transform's output) → one :class:`Category` each."""
         if not len(vectors):
             return []
-        prob = self.model.dequantize(self.model.invoke_raw(self.model.quantize(vectors)))
+        prob = softmax(self.model.dequantize(self.model.invoke_raw(self.model.quantize(vectors))))
         best = prob.argmax(axis=1)
         bar = self.spec.min_probability
         return [

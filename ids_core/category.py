@@ -5,7 +5,10 @@ the main model flagged. Its input is the flow's own preprocessed vector — exac
 makes (:class:`ids_core.preprocess.FeatureTransform`), the newest row of the main model's window — so this spec
 does not repeat the transform: it names the features and the sha256 of the main spec's transform, and a
 category model is used only beside the main spec it was trained with (:meth:`CategorySpec.check_against`).
-Output: one softmax probability per class (int8).
+Output: one int8 logit per class; the gateway turns them into probabilities with :func:`softmax` (numpy). The model
+has no SOFTMAX op because XNNPACK's int8 SOFTMAX rounds differently on arm64 (one int8 step on 25 of 2,000 test
+windows under qemu cortex-a72/a76, ``.ci/arm64``), which failed the bit-exact bundle self-test on every arm64
+gateway; its FULLY_CONNECTED layers agree bit for bit.
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ids_core.preprocess import FeatureTransform, PreprocessSpec, Quantization, SpecError
 
-CATEGORY_SPEC_FORMAT = "edge-ids/category-spec/1"
+CATEGORY_SPEC_FORMAT = "edge-ids/category-spec/2"  # /2: the model outputs logits (/1: softmax)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of dequantized logits ``(n, classes)`` (float32)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def transform_sha256(transform: FeatureTransform) -> str:

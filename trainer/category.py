@@ -7,8 +7,9 @@ decides *whether* a flow is an attack, this one *which* attack. A decoupled mode
 of the Uni-Hybrid: it can be retrained, measured and shipped without touching the detector (see the README for
 the measurement behind the choice).
 
-Architecture: two dense ReLU layers → softmax; int8 builtins only (FULLY_CONNECTED, SOFTMAX). Per-feature
-learned hinges (the single-feature thresholds a tree learns) were tried and measured no better (0.793).
+Architecture: two dense ReLU layers → softmax, trained as such; exported without the softmax (int8 logits, only
+FULLY_CONNECTED ops: an int8 SOFTMAX differs on arm64, see :mod:`ids_core.category`), which the gateway applies.
+Per-feature learned hinges (the single-feature thresholds a tree learns) were tried and measured no better (0.793).
 
 ``min_probability`` is chosen on held-out training rows: the smallest probability at which the category is
 right at least :data:`SELECTION_PRECISION` of the time (for :data:`TARGET_PRECISION` on unseen flows). Below it
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ids_core import artifacts
-from ids_core.category import CategorySpec, transform_sha256
+from ids_core.category import CategorySpec, softmax, transform_sha256
 from ids_core.interpreter import TFLiteModel
 from ids_core.preprocess import FeatureTransform
 
@@ -59,18 +60,25 @@ def newest_vectors(split: SplitWindows, select: np.ndarray | None = None) -> np.
     return split.vectors[idx]
 
 
-def build_category_model(n_features: int, n_classes: int) -> Any:
-    """Dense ``HIDDEN`` (ReLU) layers → softmax over the categories."""
+def build_category_model(n_features: int, n_classes: int, *, softmax: bool = True) -> Any:
+    """Dense ``HIDDEN`` (ReLU) layers → softmax over the categories (``softmax=False``: the logits)."""
     import keras
 
     return keras.Sequential(
         [
             keras.Input((n_features,)),
             *[keras.layers.Dense(h, activation="relu") for h in HIDDEN],
-            keras.layers.Dense(n_classes, activation="softmax"),
+            keras.layers.Dense(n_classes, activation="softmax" if softmax else None),
         ],
         name="category",
     )
+
+
+def logits_twin(model: Any) -> Any:
+    """The trained model without its softmax (same weights): what is exported."""
+    twin = build_category_model(model.input_shape[-1], model.output_shape[-1], softmax=False)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def to_int8_tflite(model: Any, representative: np.ndarray) -> bytes:
@@ -96,7 +104,7 @@ def probabilities(model: TFLiteModel, vectors: np.ndarray) -> np.ndarray:
     """Class probabilities ``(n, classes)`` of the int8 category model for float vectors ``(n, F)``."""
     if not len(vectors):
         return np.empty((0, *model.output_shape), dtype=np.float32)
-    return model.dequantize(model.invoke_raw(model.quantize(vectors)))
+    return softmax(model.dequantize(model.invoke_raw(model.quantize(vectors))))
 
 
 def choose_min_probability(prob: np.ndarray, truth: np.ndarray, target: float = SELECTION_PRECISION) -> float:
@@ -176,7 +184,7 @@ def train_category(
     )  # fmt: skip
     seconds = time.perf_counter() - started
     rep = x_all[~val][rng.choice(int((~val).sum()), size=min(512, int((~val).sum())), replace=False)]
-    data = to_int8_tflite(model, rep)
+    data = to_int8_tflite(logits_twin(model), rep)
     path = out_dir / artifacts.CATEGORY_MODEL
     path.write_bytes(data)
     int8 = TFLiteModel(path, num_threads=1)
