@@ -40,6 +40,7 @@ import yaml
 
 from ids_core.artifacts import MODEL_FILES
 from ids_core.eve import read_alert
+from ids_core.waiting import wait_until
 from trafficlab.capture import tcpdump_capture
 from trafficlab.netns import Netns
 
@@ -79,14 +80,7 @@ def _env(code_root: Path) -> dict[str, str]:
 
 
 def _wait(pred: Any, timeout: float, what: str, context: Any = lambda: "", every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{context()}")
-        time.sleep(every)
+    return wait_until(pred, timeout, what, context, every=every, error=RuntimeError)
 
 
 def _tail(path: Path, chars: int = 3000) -> str:

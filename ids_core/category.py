@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ids_core.preprocess import FeatureTransform, PreprocessSpec, Quantization, SpecError
+from ids_core.preprocess import FeatureTransform, PreprocessSpec, Quantization, SpecError, read_spec_json
 
 CATEGORY_SPEC_FORMAT = "edge-ids/category-spec/2"  # /2: the model outputs logits (/1: softmax)
 
@@ -124,10 +124,7 @@ class CategorySpec:
 
     @classmethod
     def load(cls, path: str | Path) -> CategorySpec:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{path}: not JSON: {e}") from e
+        return cls.from_dict(read_spec_json(path))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CategorySpec:

@@ -52,6 +52,14 @@ class SpecError(ValueError):
     """A preprocessing spec that cannot be used (wrong format, inconsistent fields)."""
 
 
+def read_spec_json(path: str | Path) -> Any:
+    """The JSON of a spec file; SpecError naming the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise SpecError(f"{path}: not JSON: {e}") from e
+
+
 # --------------------------------------------------------------------------- feature transform
 
 
@@ -489,10 +497,7 @@ class PreprocessSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> PreprocessSpec:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{path}: not JSON: {e}") from e
+        return cls.from_dict(read_spec_json(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())

@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from flowmeter.replay import read_flows, records, replay
+from ids_core import waiting
 from ids_core.eve import AlertReading, read_alert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,15 +46,8 @@ def topic(leaf: str, gateway: str = GATEWAY) -> str:
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, context: Callable[[], str] = lambda: "") -> Any:
-    """Poll ``pred`` until it returns something truthy; fail with ``what`` and ``context()`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{context()}")
-        time.sleep(0.05)
+    """Poll ``pred`` until it returns something truthy; fail the test naming ``what`` after ``timeout``."""
+    return waiting.wait_until(pred, timeout, what, context, error=AssertionError)
 
 
 # --------------------------------------------------------------------------- config

@@ -42,6 +42,7 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from flowmeter.replay import read_flows
+from ids_core import waiting
 
 PREFIX = "edge-ids-arm64ci"
 GATEWAY = "gw1"
@@ -56,14 +57,8 @@ def free_port() -> int:
 
 
 def wait_until(pred, timeout: float, what: str, context=lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"FAILED: timed out after {timeout:.0f} s waiting for {what}\n{context()}")
-        time.sleep(0.1)
+    """Poll ``pred``; a timeout ends the check (``FAILED: …``)."""
+    return waiting.wait_until(pred, timeout, what, context, every=0.1, error=lambda m: SystemExit(f"FAILED: {m}"))
 
 
 class Broker:
