@@ -40,6 +40,7 @@ import yaml
 
 from ids_core.artifacts import MODEL_FILES
 from ids_core.eve import read_alert
+from ids_core.flowmessage import decode as flow_records
 from ids_core.waiting import wait_until
 from trafficlab.capture import tcpdump_capture
 from trafficlab.netns import Netns
@@ -122,7 +123,7 @@ def read_record(path: Path, agents_by_sha: dict[str, str], sensor: str = SENSOR)
                 rec.meter_stats = doc
                 continue
             if leaf == "flows":
-                for r in doc if isinstance(doc, list) else [doc]:
+                for r in flow_records(payload.encode()):
                     if r.get("sensor") == sensor:
                         rec.flows[int(r["seq"])] = r
                         rec.flow_arrival[int(r["seq"])] = t

@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 
 from ids_core import artifacts
 from ids_core.eve import read_alert
+from ids_core.flowmessage import decode as flow_records
 
 log = logging.getLogger("demo")
 GATEWAY = "demo-gw"
@@ -111,7 +112,7 @@ class Watcher:
         doc = json.loads(msg.payload)
         with self.lock:
             if leaf == "flows":
-                self.flows.update(r["seq"] for r in (doc if isinstance(doc, list) else [doc]))
+                self.flows.update(r["seq"] for r in flow_records(msg.payload))
             elif leaf == "verdicts":
                 for v in doc["verdicts"]:
                     self.verdicts[v["seq"]] = v["score"]
