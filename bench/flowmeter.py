@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from flowmeter.pcapfile import read_capture  # noqa: E402
 from flowmeter.settings import REFERENCE_TIMEOUTS, TIMEOUT_PRESETS  # noqa: E402
+from ids_core.flowmessage import decode as flow_records  # noqa: E402
 
 SHARED = Path(os.environ.get("IOTIDS_SHARED_DIR", REPO.parent / "shared"))
 ORACLE = SHARED / "tools" / "cicflowmeter" / "run.sh"
@@ -361,7 +362,7 @@ def pypi_version(python_bin: Path) -> str | None:
 
 
 class RecordCounter:
-    """Subscribes to the daemon's flows topic and counts the records that arrive (``"seq":`` once per record)."""
+    """Subscribes to the daemon's flows topic and counts the records that arrive (any message format)."""
 
     def __init__(self, port: int, topic: str) -> None:
         import paho.mqtt.client as mqtt
@@ -375,7 +376,7 @@ class RecordCounter:
         time.sleep(0.3)
 
     def _count(self, payload: bytes) -> None:
-        self.records += payload.count(b'"seq":')
+        self.records += len(flow_records(payload))
 
     def wait_for(self, n: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
