@@ -458,6 +458,17 @@ def collector(request: pytest.FixtureRequest, broker: Any) -> Iterator[Collector
 # --------------------------------------------------------------------------- the publisher
 
 
+@pytest.fixture
+def publisher(broker: Any) -> Iterator[mqtt.Client]:
+    """A connected MQTT 5 client for publishing raw payloads."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    yield c
+    c.disconnect()
+    c.loop_stop()
+
+
 @dataclass
 class Stream:
     """Rows of the real sample published by :func:`flowmeter.replay.replay` (in a thread when started)."""

@@ -35,16 +35,6 @@ def base_record(sample_csv) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in LABEL_COLUMNS}
 
 
-@pytest.fixture
-def publisher(broker):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
-    yield c
-    c.disconnect()
-    c.loop_stop()
-
-
 def publish_all(client: mqtt.Client, payloads: list[bytes]) -> None:
     infos = [client.publish(topic("flows"), p, qos=1) for p in payloads]
     for info in infos:

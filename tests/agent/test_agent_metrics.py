@@ -10,7 +10,6 @@ import re
 import socket
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 pytest.register_assert_rewrite("agent_harness", "metrics_helpers")
@@ -72,16 +71,6 @@ def test_systemd_unit_lets_the_agent_bind_only_the_documented_metrics_port():
 
 
 # --------------------------------------------------------------------------- the live agent
-
-
-@pytest.fixture
-def publisher(broker):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
-    yield c
-    c.disconnect()
-    c.loop_stop()
 
 
 @pytest.mark.timeout(120, func_only=True)

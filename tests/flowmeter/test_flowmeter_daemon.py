@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_harness import Collector, NotifySocket, retained, wait_until
+from agent_harness import NotifySocket, retained, wait_until
 from meter_harness import (
     GATEWAY,
     PREFIX,
@@ -37,14 +37,7 @@ from ids_core.typedconfig import describe
 
 STATUS_TOPIC = f"{PREFIX}/{GATEWAY}/flowmeter/{SENSOR}/status"
 
-
-@pytest.fixture
-def collector(broker):
-    c = Collector(broker.port).start()
-    try:
-        yield c
-    finally:
-        c.stop()
+pytest_plugins = ["agent_harness"]  # its collector fixture
 
 
 def _run_pcap(tmp_path: Path, port: int, pcaps: list[Path], name: str = "meter", **cfg) -> MeterProcess:

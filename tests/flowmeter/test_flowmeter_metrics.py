@@ -23,14 +23,7 @@ from systemd_units import unit_settings  # noqa: E402
 PREFIX = "edge_ids_flowmeter_"
 UNIT = Path(__file__).resolve().parents[2] / "config" / "edge-ids-flowmeter.service"
 
-
-@pytest.fixture
-def collector(broker):
-    c = Collector(broker.port).start()
-    try:
-        yield c
-    finally:
-        c.stop()
+pytest_plugins = ["agent_harness"]  # its collector fixture
 
 
 @pytest.fixture
