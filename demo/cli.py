@@ -127,6 +127,7 @@ class Watcher:
             print(
                 f"  ALERT seq={a.seq} {doc.get('src_ip', '?')}:{doc.get('src_port', '?')} → "
                 f"{doc.get('dest_ip', '?')}:{doc.get('dest_port', '?')} {doc.get('proto', '')} score={a.score}"
+                + (f" attack={a.attack_category}" if a.attack_category else "")
             )
         elif leaf == "deadletter" and "ident" in doc:
             print(f"  DEAD-LETTER seq={doc['ident'].get('seq')}: {doc['reason']} — {doc['detail']}")
