@@ -42,16 +42,6 @@ CPU_SECONDS = 0.6  # per model, batch size and round
 SAMPLE = Path("/work/shared/data/iotid20/iotid20_2000.csv")
 
 
-def _randomize(model: Any, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for w in layer.weights:
-            if "bias" in w.path or "beta" in w.path or "mean" in w.path:
-                w.assign(rng.normal(0, 0.1, w.shape).astype(np.float32))
-            elif "variance" in w.path or "gamma" in w.path:
-                w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
-
-
 def _convert_both(model: Any, rep: np.ndarray, workdir: Path, tag: str, floats: bool = False) -> dict[str, Path]:
     from trainer.convert import run_conversion
 
@@ -86,13 +76,13 @@ def _convert_both(model: Any, rep: np.ndarray, workdir: Path, tag: str, floats: 
 def _random_models(workdir: Path) -> dict[str, dict[str, Path]]:
     import keras
 
-    from trainer.models import build_model
+    from trainer.models import build_model, randomize_normalization
 
     out = {}
     for T in (62, 1):
         keras.utils.set_random_seed(0)
         model = build_model("uni-hybrid", (T, FEATURES))
-        _randomize(model, 0)
+        randomize_normalization(model, 0, bias_std=0.1)
         rep = np.random.default_rng(1).random((128, T, FEATURES), dtype=np.float32)
         out[f"T{T}"] = _convert_both(model, rep, workdir, f"random_T{T}")
     return out

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
 RECURRENT_TYPES = ("gru", "lstm", "gru")  # the hybrid pattern: GRU → LSTM → GRU
@@ -79,6 +80,18 @@ def build_model(name: str, input_shape: tuple[int, int], *, unroll: bool = False
     if name == "ullah-cnn":
         return ullah_cnn(input_shape, unroll=unroll)
     raise ValueError(f"unknown model {name!r}")
+
+
+def randomize_normalization(model: keras.Model, seed: int, bias_std: float) -> None:
+    """Random but fixed biases and BatchNorm statistics (kernels keep their initialiser's values): an untrained model
+    whose exported graph computes something non-trivial, for export benchmarks and tests."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for w in layer.weights:
+            if "bias" in w.path or "beta" in w.path or "mean" in w.path:
+                w.assign(rng.normal(0, bias_std, w.shape).astype(np.float32))
+            elif "variance" in w.path or "gamma" in w.path:
+                w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

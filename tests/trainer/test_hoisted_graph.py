@@ -21,17 +21,11 @@ TINY = {"units": (12, 8, 6), "dense": (8,)}
 def _tiny_model(name: str, seed: int):
     import keras
 
-    from trainer.models import build_model
+    from trainer.models import build_model, randomize_normalization
 
     keras.utils.set_random_seed(seed)
     model = build_model(name, (T, F), **TINY)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for w in layer.weights:
-            if "bias" in w.path or "beta" in w.path or "mean" in w.path:
-                w.assign(rng.normal(0, 0.3, w.shape).astype(np.float32))
-            elif "variance" in w.path or "gamma" in w.path:
-                w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+    randomize_normalization(model, seed, bias_std=0.3)
     return model
 
 
