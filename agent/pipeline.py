@@ -292,10 +292,10 @@ class Pipeline:
                 out.append((alert_topic, documents.dumps_alert(doc), qos, False))
         for summary in self.rate_limiter.summaries(wall):
             doc = {**summary, "gateway": self.cfg.gateway_id}
-            out.append((self.topics["events"], documents.dumps(doc), self.cfg.mqtt.qos, False))
+            out.append((self.topics["events"], documents.dumps(doc), qos, False))
         if self.cfg.alerts.publish_verdicts:
             doc = documents.verdicts(gateway=self.cfg.gateway_id, model=model, threshold=threshold,
-                                     idents=[r.ident for r in records], scores=scores.tolist(),
+                                     idents=[r.ident for r in records], scores=values,
                                      message_seq=self._verdicts_next, now=now)  # fmt: skip
             self._verdicts_next += 1
             out.append((self.topics["verdicts"], documents.dumps(doc), 1, False))
