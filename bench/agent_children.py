@@ -1,5 +1,5 @@
-"""What runs inside the benchmark's children: the raw-interpreter worker, the RSS probe, the verdict subscriber
-and the agent scoring with Keras (each started as ``python bench/agent.py --child <mode>``)."""
+"""What runs inside the benchmark's children: the raw-interpreter worker, the RSS probe and the verdict subscriber
+(each started as ``python bench/agent.py --child <mode>``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from agent_plan import FEATURES, MAX_RECORDS, MODEL, PREFIX, SHAPES
+from agent_plan import MAX_RECORDS, PREFIX, SHAPES
 from benchlib import vm
 
 
@@ -64,9 +64,17 @@ def rss_probe(workdir: Path) -> dict[str, dict[str, float]]:
     return stages
 
 
+STATS_KEYS = ("flow_latency", "inference_latency", "flows_scored", "alerts_out", "alerts_suppressed")
+
+
 def subscriber(port: int) -> None:
     """Records the arrival time of every verdict (by sensor and seq) and the agents' status; answers commands."""
     import paho.mqtt.client as mqtt
+
+    try:  # the subscriber shares the driver's core with Mosquitto and the publisher: decode verdicts cheaply
+        from orjson import loads
+    except ImportError:
+        loads = json.loads
 
     lock = threading.Lock()
     # flat arrays, not lists of tuples: no per-verdict objects kept alive for the whole run
@@ -85,9 +93,9 @@ def subscriber(port: int) -> None:
         if msg.topic.endswith("/stats"):
             doc = json.loads(msg.payload)
             with lock:
-                stats[gateway].append((t, {k: doc.get(k) for k in ("flow_latency", "inference_latency")}))
+                stats[gateway].append((t, {k: doc.get(k) for k in STATS_KEYS}))
             return
-        verdicts = json.loads(msg.payload)["verdicts"]
+        verdicts = loads(msg.payload)["verdicts"]
         with lock:
             for v in verdicts:
                 seqs, times = arrivals[v["sensor"]]
@@ -115,6 +123,10 @@ def subscriber(port: int) -> None:
                 with lock:
                     docs = [d for t, d in stats.get(req["gateway"], []) if req["since"] <= t <= req["until"]]
                 reply({"stats": docs})
+            elif req["cmd"] == "last_stats":
+                with lock:
+                    docs = stats.get(req["gateway"], [])
+                reply(docs[-1][1] if docs else {})
             elif req["cmd"] == "take":
                 with lock:
                     seqs, times = arrivals.pop(req["sensor"], (array.array("q"), array.array("d")))
@@ -128,55 +140,3 @@ def subscriber(port: int) -> None:
     threading.Thread(target=serve, name="requests", daemon=True).start()
     reply({"ready": True})
     client.loop_forever()
-
-
-class KerasModel:
-    """Stands in for ``TFLiteModel`` in the agent's scorer: the same architecture and weights, Keras float32."""
-
-    runtime = "keras-float32"
-    output_shape = (1,)
-
-    def __init__(self, weights: Path, t: int) -> None:
-        import hashlib
-
-        from trainer.models import build_model
-
-        self.model = build_model(MODEL, (t, FEATURES))  # the loop form that Keras trains and serves
-        w = np.load(weights)
-        self.model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
-        self.sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
-        self.input_shape = (t, FEATURES)
-        for n in (1, 3, 17, MAX_RECORDS, 100):  # trace the predict function for a few batch sizes up front
-            self.predict(np.zeros((n, t, FEATURES), dtype=np.float32))
-
-    input_dtype = np.dtype(np.float32)
-
-    def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Float windows ``(n, T, F)`` → float scores ``(n,)`` (``predict_on_batch``, Keras' fastest call here)."""
-        return np.asarray(self.model.predict_on_batch(windows), dtype=np.float32).reshape(len(windows), -1)[:, 0]
-
-    scores = predict  # the model's inputs are the float windows themselves
-
-    def quantize(self, windows: np.ndarray) -> np.ndarray:
-        return np.asarray(windows, dtype=np.float32)
-
-
-def keras_agent(config: Path, weights: Path, t: int) -> int:
-    """``agent.daemon.Agent`` with its scorer's model replaced by :class:`KerasModel` (one TF thread)."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    from agent.config import load_config
-    from agent.daemon import Agent, setup_logging
-    from ids_core.preprocess import StreamWindows
-
-    cfg = load_config(config)
-    setup_logging(cfg)
-    model = KerasModel(weights, t)
-    agent = Agent(cfg, config)
-    scorer = agent.pipeline.scorer
-    scorer.model = model  # type: ignore[assignment]
-    # the int8 agent keeps quantized history; Keras takes float windows (same definition, float32 rows)
-    scorer.windows = StreamWindows(t, FEATURES, max_keys=cfg.windows.max_keys)
-    return agent.run()

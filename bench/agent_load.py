@@ -1,9 +1,10 @@
-"""The load: the SYNTHETIC records as ``flowmeter.replay`` publishes them and a raw-socket MQTT QoS 1
-publisher that sends them at a fixed rate."""
+"""The load: the SYNTHETIC records as ``flowmeter.replay`` publishes them (one record, an array or a columnar batch
+per message) and a raw-socket MQTT QoS 1 publisher that sends them at a fixed rate."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -11,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from agent_plan import PREFIX
+from agent_plan import ARRAY, COLUMNAR, PREFIX, RECORD
 from agent_processes import BenchError, now
+
+from ids_core.flowmessage import columns_header, encode, to_json
 
 
 def _varint(n: int) -> bytes:
@@ -105,17 +108,39 @@ class Publisher:
 
 
 class Flows:
-    """The SYNTHETIC records as JSON text without their closing brace; ``seq`` and ``sensor`` appended per trial."""
+    """The SYNTHETIC records, pre-encoded: each record's JSON text (object form) and its columnar row, both without
+    ``seq`` and ``sensor``, which are appended per trial (the last keys, as ``flowmeter.replay`` writes them)."""
 
     def __init__(self, path: Path) -> None:
-        self.heads = [line[:-1] for line in path.read_text().splitlines()]
+        lines = path.read_text().splitlines()
+        self.heads = [line[:-1] for line in lines]  # the object without its closing brace
+        docs = [json.loads(line) for line in lines]
+        columns = [*docs[0], "seq", "sensor"]
+        if any(list(d) != columns[:-2] for d in docs):
+            raise BenchError("the SYNTHETIC records do not all have the same keys in the same order")
+        self.columns_header = columns_header(columns)
+        self.rows = [to_json(list(d.values()))[:-1].decode() for d in docs]  # the row without its closing bracket
+        sample = [{**d, "seq": i, "sensor": "s"} for i, d in enumerate(docs[:3])]
+        for fmt in (RECORD, ARRAY, COLUMNAR):  # byte for byte what ids_core.flowmessage.encode makes
+            n = 1 if fmt == RECORD else 3
+            if self.message(0, n, "s", fmt) != encode(sample[:n], columnar=fmt == COLUMNAR):
+                raise BenchError(f"the {fmt} message differs from ids_core.flowmessage.encode's")
 
     def record(self, seq: int, sensor: str) -> str:
         """Byte for byte what ``flowmeter.replay`` publishes: the record, then ``seq`` and ``sensor``."""
         return f'{self.heads[seq % len(self.heads)]},"seq":{seq},"sensor":"{sensor}"}}'
 
-    def message(self, k: int, per_message: int, sensor: str) -> bytes:
-        """Message ``k``: one record (an object) or ``per_message`` records (an array), as ``flowmeter.replay``."""
-        if per_message == 1:
+    def row(self, seq: int, sensor: str) -> str:
+        return f'{self.rows[seq % len(self.rows)]},{seq},"{sensor}"]'
+
+    def message(self, k: int, per_message: int, sensor: str, fmt: str) -> bytes:
+        """Message ``k``: one record (an object), ``per_message`` records as an array, or a columnar batch."""
+        first = k * per_message
+        if fmt == RECORD:
+            if per_message != 1:
+                raise BenchError(f"the {RECORD} format holds one flow per message, not {per_message}")
             return self.record(k, sensor).encode()
-        return ("[" + ",".join(self.record(k * per_message + j, sensor) for j in range(per_message)) + "]").encode()
+        if fmt == ARRAY:
+            return ("[" + ",".join(self.record(first + j, sensor) for j in range(per_message)) + "]").encode()
+        rows = ",".join(self.row(first + j, sensor) for j in range(per_message))
+        return self.columns_header + rows.encode() + b"]}"

@@ -1,5 +1,5 @@
 """What one run of the agent benchmark does: the plans (full and ``--quick``), the agent variants and their
-settings, and the pass criteria of a trial."""
+settings, the message formats, and the pass criteria of a trial."""
 
 from __future__ import annotations
 
@@ -17,14 +17,24 @@ DRAIN_LIMIT = 0.5  # s: the last verdict of a passing trial arrives at most this
 PACE = 0.97  # a trial whose publisher achieved less than this share of the target rate is publisher-limited
 MAX_RECORDS = 256  # the agent's default batch.max_records
 STEADY = "int8-steady"  # max_wait 5 ms, never overloaded: its RSS is the steady-state memory
-WAIT_MS = {"int8": 20.0, "int8-5ms": 5.0, "int8-2ms": 2.0, "int8-alerts": 20.0, "keras": 20.0, STEADY: 5.0}
+STORM = "int8-alerts"  # every flow alerts, rate limiting off
+STORM_RL = "int8-alerts-rl"  # every flow alerts, rate limiting as shipped (config/agent.yaml)
+WAIT_MS = {"int8": 20.0, "int8-5ms": 5.0, "int8-2ms": 2.0, STORM: 20.0, STORM_RL: 20.0, STEADY: 5.0}
 NO_ALERT_THRESHOLD = 0.9  # random-init scores are ≈0.5: benign-looking traffic, no alerts, verdicts only
-ALERT_ALL_THRESHOLD = 0.01  # every flow alerts: an attack storm with rate limiting off
+ALERT_ALL_THRESHOLD = 0.01  # every flow alerts: an attack storm
+# Message formats (ids_core.flowmessage): one JSON object per message, a JSON array of records, a columnar batch
+# (column names once; what the flow meter publishes by default and ``iotids-replay --columnar`` sends).
+RECORD, ARRAY, COLUMNAR = "record", "array", "columnar"
+
+
+def search_key(t: int, variant: str, per_message: int, fmt: str) -> str:
+    """How a search is named in ``agent.json`` (``T1:int8:32:columnar``)."""
+    return f"T{t}:{variant}:{per_message}:{fmt}"
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Durations, repetitions and which searches run."""
+    """Durations, repetitions and which searches run. A search is (agent variant, flows per message, format)."""
 
     trial_seconds: dict[int, float]  # per T
     max_trials: int  # per search
@@ -35,12 +45,14 @@ class Plan:
     flow_rows: int  # SYNTHETIC flows generated (published cyclically)
     probe_flows: dict[int, int]  # per burst (probe and saturation runs)
     saturation_runs: int  # bursts per search after its trials (the probe is one more)
-    searches: tuple[tuple[str, int], ...]  # (agent variant, flows per message)
-    latency_variants: tuple[str, ...]  # agents timed at 50 % of their own 1-flow/message max (each is searched)
+    searches: tuple[tuple[str, int, str], ...]  # zero-loss searches, then saturated bursts
+    bursts_only: tuple[tuple[str, int, str], ...]  # saturated bursts only (flows per agent CPU-s), no search
+    latency_variants: tuple[str, ...]  # timed at 50 % of the int8 agent's 1-record/message max
 
     @property
     def variants(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(["int8", *self.latency_variants, *(v for v, _ in self.searches), STEADY]))
+        every = [*self.latency_variants, *(v for v, _, _ in self.searches), *(v for v, _, _ in self.bursts_only)]
+        return tuple(dict.fromkeys(["int8", *every, STEADY]))
 
 
 FULL = Plan(
@@ -53,7 +65,8 @@ FULL = Plan(
     flow_rows=20_000,
     probe_flows={1: 16384, 62: 4096},
     saturation_runs=2,
-    searches=(("int8", 1), ("int8-5ms", 1), ("int8-2ms", 1), ("int8", 32), ("int8-alerts", 32), ("keras", 32)),
+    searches=(("int8", 1, RECORD), ("int8", 32, COLUMNAR), (STORM, 32, COLUMNAR), (STORM_RL, 32, COLUMNAR)),
+    bursts_only=(("int8", 32, ARRAY), ("int8", 256, COLUMNAR)),
     latency_variants=("int8", "int8-5ms", "int8-2ms"),
 )
 QUICK = Plan(
@@ -66,6 +79,7 @@ QUICK = Plan(
     flow_rows=4_000,
     probe_flows={1: 4096, 62: 1024},
     saturation_runs=1,
-    searches=(("int8", 1), ("int8-2ms", 1), ("int8", 32), ("keras", 32)),
+    searches=(("int8", 1, RECORD), ("int8", 32, COLUMNAR), (STORM, 32, COLUMNAR), (STORM_RL, 32, COLUMNAR)),
+    bursts_only=(("int8", 32, ARRAY),),
     latency_variants=("int8", "int8-2ms"),
 )

@@ -59,7 +59,7 @@ def prepare(workdir: Path, plan: Plan) -> dict[str, Any]:
         model = build_model(MODEL, (t, FEATURES))
         np.savez(d / "weights.npz", **{f"w{i}": w for i, w in enumerate(model.get_weights())})
         start = now()
-        run_conversion(
+        conversion = run_conversion(
             {
                 "model": MODEL,
                 "input_shape": [t, FEATURES],
@@ -91,6 +91,7 @@ def prepare(workdir: Path, plan: Plan) -> dict[str, Any]:
             ).save(vd / "spec.json")
         info[f"T{t}"] = {
             "params": int(model.count_params()),
+            "graph": conversion.get("graph"),  # trainer.convert's default: the hoisted graph (trainer.hoisted)
             "convert_seconds": convert_seconds,
             "int8_bytes": (d / "int8" / "model_int8.tflite").stat().st_size,
             "float_ops": ops["float_tensors"],

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent_footprint import install_sizes
 from agent_plan import DRAIN_LIMIT, FULL, PACE, QUICK, REPO, RESULTS, SHAPES
 from agent_processes import BenchError, Children, child_cmd, child_env, loadavg
 from agent_report import render
@@ -38,9 +39,15 @@ def _machine() -> dict[str, Any]:
         "hypervisor": fld.get("Hypervisor vendor"),
         "python": platform.python_version(),
         "git_commit": git.stdout.strip(),
+        "bench_uncommitted": bool(  # this benchmark's own files changed since that commit
+            subprocess.run(
+                ["git", "status", "--porcelain", "bench/"], capture_output=True, text=True, cwd=REPO, check=False
+            ).stdout.strip()
+        ),
         "mosquitto": mosq[0] if mosq else "?",
         "packages": {
-            p: metadata.version(p) for p in ("ai-edge-litert", "numpy", "paho-mqtt", "tensorflow-cpu", "keras")
+            p: metadata.version(p)
+            for p in ("ai-edge-litert", "numpy", "paho-mqtt", "orjson", "tensorflow-cpu", "keras")
         },
     }
 
@@ -95,6 +102,18 @@ def run(quick: bool, out: str | None, workdir_arg: str | None, log: Callable[[st
             check=False,
         )
         res["rss_probe"] = json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else None
+        probe = subprocess.run(
+            child_cmd("tf-rss", "--workdir", str(workdir)),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=child_env(),
+            check=False,
+        )
+        res["tf_rss_probe"] = json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else None
+        if probe.returncode != 0:
+            log(f"tf-rss probe failed: {probe.stderr[-1500:]}")
+        res["install_mb"] = install_sizes()
     finally:
         if bench is not None:
             with contextlib.suppress(Exception):

@@ -1,15 +1,17 @@
 """The search for the highest zero-loss rate and the run of one shape: warm-up, probes, interleaved searches with
-raw-interpreter rounds, saturated bursts, latency at half of each max, the steady agent and RSS."""
+raw-interpreter rounds, saturated bursts, latency at half of the max, the steady agent, the agents' counters and
+RSS."""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from agent_plan import STEADY, WAIT_MS, Plan
+from agent_plan import COLUMNAR, RECORD, STEADY, WAIT_MS, Plan, search_key
 from agent_processes import loadavg, start_agent
 from agent_trial import Bench
 from benchlib import vm
@@ -21,6 +23,7 @@ class Search:
 
     variant: str
     per_message: int
+    fmt: str
     t: int
     next_rate: float = 0.0
     lo: float | None = None  # highest passing rate
@@ -33,7 +36,7 @@ class Search:
 
     @property
     def key(self) -> str:
-        return f"T{self.t}:{self.variant}:{self.per_message}"
+        return search_key(self.t, self.variant, self.per_message, self.fmt)
 
     def record(self, trial: dict[str, Any], plan: Plan) -> None:
         self.trials.append(trial)
@@ -66,6 +69,7 @@ class Search:
             },
             "variant": self.variant,
             "per_message": self.per_message,
+            "format": self.fmt,
             "T": self.t,
             "max_zero_loss_flows_per_s": self.lo,
             "lowest_failing_rate": self.hi,
@@ -102,18 +106,18 @@ def run_shape(bench: Bench, t: int) -> dict[str, Any]:
     try:
         bench.wait_online(list(agents.values()))
         log(f"T={t}: agents online: {', '.join(agents)}")
-        for v, a in agents.items():  # warm-up: both message shapes, varied batch sizes (no burst for the steady one)
+        for v, a in agents.items():  # warm-up: every message shape, varied batch sizes (no burst for the steady one)
             if v != STEADY:
-                bench.trial(a, 32, "warmup", flows=plan.probe_flows[t] // 4)
-            bench.trial(a, 1, "warmup", rate=200, seconds=0.5)
+                bench.trial(a, 32, COLUMNAR, "warmup", flows=plan.probe_flows[t] // 4)
+            bench.trial(a, 1, RECORD, "warmup", rate=200, seconds=0.5)
         out["raw_rounds"].append(bench.raw_round(t))
-        searches = [Search(v, m, t) for v, m in plan.searches]
-        for s in searches:
-            s.probe = bench.trial(agents[s.variant], s.per_message, "probe", flows=plan.probe_flows[t])
+        searches = [Search(v, m, f, t) for v, m, f in plan.searches]
+        bursts_only = [Search(v, m, f, t, done=True) for v, m, f in plan.bursts_only]
+        for s in searches + bursts_only:
+            s.probe = bench.trial(agents[s.variant], s.per_message, s.fmt, "probe", flows=plan.probe_flows[t])
             s.bursts.append(s.probe)
-            start = s.probe["probe_rate"]
-            if s.variant != "keras":  # the int8 agent cannot beat its interpreter: start no higher than that
-                start = min(start, 1.1 * out["raw_rounds"][-1]["windows_per_s"])
+            # the agent cannot beat its interpreter: start no higher than that
+            start = min(s.probe["probe_rate"], 1.1 * out["raw_rounds"][-1]["windows_per_s"])
             s.next_rate = float(f"{0.9 * start:.3g}")
             log(f"T={t} {s.key}: probe {s.probe['probe_rate']:,.0f} flows/s")
         rnd = 0
@@ -122,7 +126,7 @@ def run_shape(bench: Bench, t: int) -> dict[str, Any]:
             active = [s for s in searches if not s.done]
             for s in active if rnd % 2 else active[::-1]:
                 tr = bench.trial(
-                    agents[s.variant], s.per_message, "search", rate=s.next_rate, seconds=plan.trial_seconds[t]
+                    agents[s.variant], s.per_message, s.fmt, "search", rate=s.next_rate, seconds=plan.trial_seconds[t]
                 )
                 out["trials"].append(tr)
                 s.record(tr, plan)
@@ -134,29 +138,28 @@ def run_shape(bench: Bench, t: int) -> dict[str, Any]:
             out["raw_rounds"].append(bench.raw_round(t))
             log(f"T={t}: raw {out['raw_rounds'][-1]['windows_per_s']:,.0f} windows/s; load {loadavg()}")
         for _ in range(plan.saturation_runs):  # CPU cost per flow with full batches, insensitive to contention
-            for s in searches:
-                s.bursts.append(bench.trial(agents[s.variant], s.per_message, "probe", flows=plan.probe_flows[t]))
-        for s in searches:
+            for s in searches + bursts_only:
+                b = bench.trial(agents[s.variant], s.per_message, s.fmt, "probe", flows=plan.probe_flows[t])
+                s.bursts.append(b)
+        for s in searches + bursts_only:
             b = s.bursts
             log(
                 f"T={t} {s.key}: saturated {np.median([x['flows_per_agent_cpu_s'] for x in b]):,.0f} flows per agent "
                 f"CPU-s (mean batch {np.mean([x['mean_batch'] for x in b]):.0f}, {len(b)} bursts)"
             )
-        out["searches"] = {s.key: s.summary() for s in searches}
+        out["searches"] = {s.key: s.summary() for s in searches + bursts_only}
         out["alert_fraction"] = {
             v: max((tr["malicious_fraction"] for tr in out["trials"] if tr["variant"] == v), default=None)
             for v in agents
         }
-        rates = {}  # the issue: "p99 at half of its max rate" — each configuration at half of its own max
-        for v in plan.latency_variants:
-            base = next(s for s in searches if s.variant == v and s.per_message == 1)
-            rates[v] = float(f"{0.5 * (base.lo or base.probe['probe_rate'] * 0.5):.3g}")
-        out["latency_rates"] = rates
+        # the issue: "p99 at half of the max rate" — the max of the default agent at one record per message
+        base = next(s for s in searches if s.variant == "int8" and s.fmt == RECORD)
+        rate = float(f"{0.5 * (base.lo or base.probe['probe_rate'] * 0.5):.3g}")
+        out["latency_rates"] = {v: rate for v in plan.latency_variants}
         lat: dict[str, list[dict[str, Any]]] = {v: [] for v in plan.latency_variants}
         for rep in range(plan.latency_reps):
             for v in plan.latency_variants if rep % 2 == 0 else plan.latency_variants[::-1]:
-                rate = rates[v]
-                tr = bench.trial(agents[v], 1, "latency", rate=rate, seconds=plan.latency_seconds[t])
+                tr = bench.trial(agents[v], 1, RECORD, "latency", rate=rate, seconds=plan.latency_seconds[t])
                 lat[v].append(tr)
                 log(
                     f"T={t} latency {v} at {rate:,.0f} flows/s: p50 {tr['latency_ms']['p50']:.1f} ms, "
@@ -164,10 +167,16 @@ def run_shape(bench: Bench, t: int) -> dict[str, Any]:
                 )
         out["latency"] = {v: _latency_summary(runs, WAIT_MS[v]) for v, runs in lat.items()}
         out["raw_rounds"].append(bench.raw_round(t))
-        for per_message in (1, 32):  # the steady agent: both message shapes at half of the max, never more
-            half = 0.5 * (out["searches"][f"T{t}:int8:{per_message}"]["max_zero_loss_flows_per_s"] or 0)
+        steady = []  # the steady agent: both searched message shapes at half of their max, never more
+        for per_message, fmt in ((1, RECORD), (32, COLUMNAR)):
+            half = 0.5 * (out["searches"][search_key(t, "int8", per_message, fmt)]["max_zero_loss_flows_per_s"] or 0)
             if half:
-                bench.trial(agents[STEADY], per_message, "steady", rate=half, seconds=plan.latency_seconds[t])
+                tr = bench.trial(agents[STEADY], per_message, fmt, "steady", rate=half, seconds=plan.latency_seconds[t])
+                keep = ("per_message", "format", "rate", "passed", "missing", "latency_ms", "mean_batch", "max_batch")
+                steady.append({k: tr[k] for k in keep})
+        out["steady_trials"] = steady
+        time.sleep(1.5)  # one more stats message from every agent
+        out["agent_stats"] = {v: bench.sub.ask(cmd="last_stats", gateway=a.gateway) for v, a in agents.items()}
         out["rss_mb"] = {v: vm(a.proc.pid) for v, a in agents.items()}
         out["agent_logs_warnings"] = {v: _warnings(a.log) for v, a in agents.items()}
     finally:

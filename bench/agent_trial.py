@@ -69,10 +69,19 @@ class Bench:
         raise BenchError(f"agents not online after {timeout:.0f} s: {self.sub.ask(cmd='status')}")
 
     def trial(
-        self, agent: AgentProc, per_message: int, kind: str, *, rate: float = 0.0, seconds: float = 0.0, flows: int = 0
+        self,
+        agent: AgentProc,
+        per_message: int,
+        fmt: str,
+        kind: str,
+        *,
+        rate: float = 0.0,
+        seconds: float = 0.0,
+        flows: int = 0,
     ) -> dict[str, Any]:
-        """Publish ``rate`` flows/s for ``seconds`` (or a burst of ``flows`` as fast as possible), then wait for
-        every verdict; returns pass/fail, latency percentiles, the agent's CPU use and the contention on its core."""
+        """Publish ``rate`` flows/s for ``seconds`` (or a burst of ``flows`` as fast as possible) in messages of
+        ``per_message`` flows in format ``fmt``, then wait for every verdict; returns pass/fail, latency
+        percentiles, the agent's CPU use and the contention on its core."""
         self._trial_no += 1
         sensor = f"s{self._trial_no}"
         n_msg = max(1, round((rate * seconds if rate > 0 else flows) / per_message))
@@ -81,7 +90,7 @@ class Bench:
         cpu0, core0, t0 = agent.cpu(), core_times(self.agent_core), now()
         drv0 = [core_times(c) for c in self.driver_core_ids]
         build = self.flows.message
-        sent = self.pub.run(agent.flows_topic, lambda k: build(k, per_message, sensor), n_msg, offsets)
+        sent = self.pub.run(agent.flows_topic, lambda k: build(k, per_message, sensor, fmt), n_msg, offsets)
         pub_end = float(sent[-1])
         hard = pub_end + max(60.0, 6 * seconds)
         got, last_change, seen = 0, now(), 0
@@ -118,6 +127,7 @@ class Bench:
             "variant": agent.variant,
             "T": agent.t,
             "per_message": per_message,
+            "format": fmt,
             "rate": rate,
             "seconds": seconds,
             "flows": n,
@@ -139,6 +149,7 @@ class Bench:
                 "p99_second_half": _ms(lat[half:], 99),
             },
             "mean_batch": float(data["batches"].mean()) if len(data["batches"]) else None,
+            "max_batch": int(data["batches"].max()) if len(data["batches"]) else None,
             "malicious_fraction": taken["malicious"] / max(1, len(seq)),
             "agent_cpu_s": cpu1 - cpu0,
             "agent_cpu_share": (cpu1 - cpu0) / wall,
