@@ -24,46 +24,15 @@ from prometheus_client.utils import floatToGoString
 from agent import __version__
 from agent.records import Reason
 from agent.stats import Distribution
-from ids_core.metrics_families import COUNTER, GAUGE, StatsCollector, Table, families, labelled
+from ids_core.metrics_families import StatsCollector, families, labelled, read_catalogue
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
 
 PREFIX = "edge_ids_agent_"
 
-# stats document key → (kind, metric name without the prefix (and _total), help)
-METRICS: Table = {
-    "messages_in": (COUNTER, "messages_in", "Flow messages received."),
-    "flows_in": (COUNTER, "flows_in", "Flow records received (scored or dead-lettered)."),
-    "flows_scored": (COUNTER, "flows_scored", "Flows given a verdict by the model."),
-    "alerts_out": (COUNTER, "alerts", "Alerts published (stored in the outbox for the broker)."),
-    "alerts_suppressed": (COUNTER, "alerts_suppressed", "Alerts withheld by the per-source rate limit."),
-    "outbox_dropped": (COUNTER, "outbox_dropped", "Outbox messages dropped at outbox.max_messages."),
-    "published": (COUNTER, "messages_published", "Outbox messages acknowledged by the broker."),
-    "windows_evicted": (COUNTER, "windows_evicted", "Stream histories forgotten at windows.max_keys."),
-    "disconnects": (COUNTER, "mqtt_disconnects", "Connections to the broker lost (then reconnects with backoff)."),
-    "outbox_depth": (GAUGE, "outbox_messages", "Messages in the outbox waiting for the broker."),
-    "queue_depth": (GAUGE, "queue_messages", "Flow messages received and not yet scored."),
-    "streams": (GAUGE, "streams", "Streams whose window history is kept."),
-    "connected": (GAUGE, "mqtt_connected", "1 while connected to the broker, else 0."),
-}
-# the stats document's ``other`` counters, shown from the start (0); any other key there is shown once it appears
-OTHER = {
-    "nonfinite_values": "Infinity/NaN feature values scored by the non-finite rule.",
-    "redeliveries_skipped": "Re-delivered flows (sensor/seq already answered) acknowledged without scoring.",
-    "redelivered_messages_skipped": "Re-delivered messages (same packet id) acknowledged without scoring.",
-    "deadletters_summarised": "Rejected records counted in a deadletter_summary instead of one dead letter each.",
-    "seq_gaps": "Gap events: ranges of a sensor's flows that never arrived.",
-    "seq_gap_flows": "Flows named by gap events.",
-    "seq_late": "Flows of a declared gap that arrived later (scored).",
-    "seq_restarts": "Publishers that restarted from seq 0.",
-}
+CATALOGUE = read_catalogue("agent")  # agent/metrics.yaml
 DEADLETTER_REASONS = (*(str(r) for r in Reason), "inference_error")
-HISTOGRAMS = {  # Stats attribute → (metric name, help)
-    "inference": ("inference_seconds", "Interpreter time per batch."),
-    "flow_latency": ("flow_latency_seconds", "Per flow: message arrival to its verdict in the outbox."),
-    "batch_sizes": ("batch_size", "Flows per interpreter call."),
-}
 
 
 class AgentCollector(StatsCollector):
@@ -77,7 +46,7 @@ class AgentCollector(StatsCollector):
         snap = agent.stats_snapshot()
         yield from counters(snap)
         yield from gauges(snap)
-        for attr, (name, doc) in HISTOGRAMS.items():
+        for attr, (name, doc) in CATALOGUE["histograms"].items():
             yield histogram(PREFIX + name, doc, getattr(agent.stats, attr))
         events = CounterMetricFamily(PREFIX + "bundle_events", "Bundle install outcomes (bundle status events).",
                                      labels=["event", "reason"])  # fmt: skip
@@ -95,11 +64,12 @@ class AgentCollector(StatsCollector):
 
 
 def counters(snap: dict[str, Any]) -> Iterator[Metric]:
-    yield from families(PREFIX, snap, METRICS)
-    other = snap["other"]
-    for key in sorted(OTHER.keys() | other.keys()):
+    yield from families(PREFIX, snap, CATALOGUE)
+    known, other = CATALOGUE["other"], snap["other"]
+    for key in sorted(known.keys() | other.keys()):
         if key.isidentifier():
-            yield CounterMetricFamily(PREFIX + key, OTHER.get(key, f"Stats counter {key}."), value=other.get(key, 0))
+            (doc,) = known.get(key, (f"Stats counter {key}.",))
+            yield CounterMetricFamily(PREFIX + key, doc, value=other.get(key, 0))
     reasons = {reason: 0 for reason in DEADLETTER_REASONS} | snap["deadletter_reasons"]
     yield labelled(PREFIX, "deadletters", "Rejected flow records and messages, by reason.", "reason", reasons)
 

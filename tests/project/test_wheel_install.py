@@ -44,7 +44,7 @@ def wheel_venv(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_our_packages_come_from_the_wheel(wheel_venv, tmp_path):
-    code = "import agent, ids_core, trainer; print(agent.__file__)"
+    code = "import agent, ids_core, trainer, agent.metrics, flowmeter.metrics; print(agent.__file__)"  # + catalogues
     out = _run([wheel_venv / "bin" / "python", "-c", code], tmp_path)
     assert out.returncode == 0, out.stderr
     assert str(REPO) not in out.stdout and "site-packages" in out.stdout
