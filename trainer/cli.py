@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from trainer.config import DEFAULT_CONFIG, ConfigError, load_profile, profile_names
 
@@ -42,6 +43,11 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a profile field, e.g. --set window.length=8 --set train.epochs=5",
     )
+
+
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named command-line options as keyword arguments (the option's dest is the parameter's name)."""
+    return {name: getattr(args, name) for name in names}
 
 
 def _load(args: argparse.Namespace):
@@ -181,18 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             from trainer.site_adapt import adapt, print_summary
 
             curve = tuple(float(x) for x in args.curve.split(",") if x.strip())
+            site_options = ("site_benign", "site_attacks", "holdout", "site_share", "baseline", "also_score")
             summary = adapt(
                 profile,
                 args.out,
-                site_benign=args.site_benign,
-                site_attacks=args.site_attacks,
-                holdout=args.holdout,
-                site_share=args.site_share,
-                baseline=args.baseline,
-                also_score=args.also_score,
-                max_attack_rows=args.max_attack_rows,
+                **_options(args, *site_options, "max_attack_rows", "model_version"),
                 curve=curve,
-                model_version=args.model_version,
                 verbose=2 if args.verbose else 0,
             )
             print_summary(summary["site_adaptation"], args.out)
@@ -203,12 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_grid(
                     profile,
                     args.out or Path("runs") / f"{profile.name}-grid",
-                    limit=args.limit,
-                    only=args.only,
-                    address=args.address,
-                    cpus=args.cpus,
-                    storage=args.storage,
-                    scheduler=args.scheduler,
+                    **_options(args, "limit", "only", "address", "cpus", "storage", "scheduler"),
                 )
             except GridIncomplete as e:
                 print(f"iotids-train: {e}", file=sys.stderr)
