@@ -203,7 +203,7 @@ class FlowMeter:
         self._close(flow)
 
     def _close(self, flow: Flow) -> None:
-        if flow.fn + flow.bn > 1 or self._keep_single:
+        if flow.packets > 1 or self._keep_single:
             self.stats.flows_out += 1
             self._emit(flow.record())
         else:
