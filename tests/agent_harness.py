@@ -336,6 +336,7 @@ class Collector:
         self.client.connect("127.0.0.1", self.port, keepalive=5, clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                             properties=props)  # fmt: skip
         self.client.loop_start()
+        self._started = time.monotonic()
         wait_until(self._subscribed.is_set, 10, "the collector's subscription")
         return self
 
@@ -365,6 +366,12 @@ class Collector:
     def count(self, leaf: str) -> int:
         with self._lock:
             return len(self._by_leaf[leaf])
+
+    def quiet_for(self) -> float:
+        """Seconds since the last message arrived (on any topic), or since the start when none has."""
+        with self._lock:
+            last = max((msgs[-1].at for msgs in self._by_leaf.values() if msgs), default=self._started)
+        return time.monotonic() - last
 
     # ---------------------------------------------------------------- views
 
