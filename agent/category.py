@@ -3,8 +3,9 @@
 Optional: a model directory (a trainer run, a bundle slot) without ``category_int8.tflite`` has no category
 model and its alerts carry no category. When the files are there they must be complete and consistent with the
 main spec (same features and transform), else the directory does not load (like a bad main model).
-Input: the flow's own preprocessed vector, made by the main spec's transform; one interpreter call per batch,
-only for the flows over the threshold.
+Input: the flow's own preprocessed vector, made by the main spec's transform, followed by the class codes of its
+raw port and protocol values when the spec has them (:meth:`ids_core.category.CategorySpec.model_input`); one
+interpreter call per batch, only for the flows over the threshold.
 """
 
 from __future__ import annotations
@@ -87,11 +88,13 @@ class CategoryModel:
         log.info("category model (%s) loaded from %s", ", ".join(spec.classes), directory)
         return loaded
 
-    def classify(self, vectors: np.ndarray) -> list[Category]:
-        """Preprocessed float vectors ``(n, F)`` (the main transform's output) → one :class:`Category` each."""
+    def classify(self, vectors: np.ndarray, raw: np.ndarray | None = None) -> list[Category]:
+        """Preprocessed float vectors ``(n, F)`` (the main transform's output) and the same flows' raw matrix (the
+        main spec's columns; needed when the spec has class codes) → one :class:`Category` each."""
         if not len(vectors):
             return []
-        prob = softmax(self.model.dequantize(self.model.invoke_raw(self.model.quantize(vectors))))
+        x = self.spec.model_input(vectors, raw)
+        prob = softmax(self.model.dequantize(self.model.invoke_raw(self.model.quantize(x))))
         best = prob.argmax(axis=1)
         bar = self.spec.min_probability
         return [

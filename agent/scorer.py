@@ -135,7 +135,8 @@ class Scorer:
         """The attack category of each of ``records`` (flows over the threshold); None without a category model."""
         if self.category is None:
             return None
-        return self.category.classify(self.spec.transform.transform(self.raw_matrix(records)))
+        raw = self.raw_matrix(records)
+        return self.category.classify(self.spec.transform.transform(raw), raw)
 
     def infer(self, records: Sequence[FlowRecord]) -> tuple[np.ndarray, np.ndarray]:
         """The model inputs ``(n, T, F)`` built for ``records`` and one score in [0, 1] per record."""

@@ -1,8 +1,14 @@
 """The attack-category model: a second, small full-integer int8 model, run only on flows over the threshold.
 
 Input: a flow's own preprocessed vector (the newest row of the main model's window, made by the main spec's
-transform); output: a softmax over the malicious IoTID20 categories seen in training (``DoS``, ``MITM ARP
-Spoofing``, ``Mirai``, ``Scan`` on the sample). Trained on the malicious training rows only: the main model
+transform), followed by class codes of its raw ``Src_Port``, ``Dst_Port`` and ``Protocol``
+(:class:`ids_core.category.ClassCodes`: per value, its smoothed share of each category among the malicious training
+flows; the main vector's malicious-share codes are about 1 for every attack port and cannot tell attacks apart).
+Training rows get out-of-fold codes (fitted on the other folds), so the model learns how far a code is to be
+trusted on a value it has not seen with that flow; the spec carries codes fitted on all malicious training rows.
+Measured on the sample's flagged test flows, seeds 42/1/2: ``bench/results/category.md`` (``bench/category.py``).
+Output: a softmax over the malicious IoTID20 categories seen in training (``DoS``, ``MITM ARP Spoofing``,
+``Mirai``, ``Scan`` on the sample). Trained on the malicious training rows only: the main model
 decides *whether* a flow is an attack, this one *which* attack. A decoupled model rather than a second output
 of the Uni-Hybrid: it can be retrained, measured and shipped without touching the detector (see the README for
 the measurement behind the choice).
@@ -20,18 +26,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ids_core import artifacts
-from ids_core.category import CategorySpec, softmax, transform_sha256
+from ids_core.category import CategorySpec, ClassCodes, softmax, transform_sha256
 from ids_core.interpreter import TFLiteModel
 from ids_core.preprocess import FeatureTransform
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from trainer.windows import SplitWindows
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,10 @@ TARGET_PRECISION = 0.95  # what a named category should achieve on flagged attac
 SELECTION_PRECISION = 0.985
 HIDDEN = (256, 128)  # measured on the sample: (64, 32) 0.769, (128, 64) 0.779, (256, 128) 0.797 accuracy
 SELFTEST_ROWS = 32
+CODE_COLUMNS = ("Src_Port", "Dst_Port", "Protocol")  # class codes of these columns (when among the main features)
+CODE_MIN_COUNT = 1  # a value seen once in the malicious training flows gets codes of its own
+CODE_SMOOTHING = 2.0  # pseudo-flows at the overall class shares (1.0: 0.956/0.954/0.946, 2.0: ≥ as good)
+CODE_FOLDS = 5  # out-of-fold codes for the training rows
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,39 @@ def newest_vectors(split: SplitWindows, select: np.ndarray | None = None) -> np.
     """Each window's newest flow vector ``(n, F)``: the category model's input (never padding)."""
     idx = split.idx[:, -1] if select is None else split.idx[select, -1]
     return split.vectors[idx]
+
+
+def newest_raw(frame: pd.DataFrame, split: SplitWindows, transform: FeatureTransform,
+               select: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Each window's newest flow as the main spec's raw matrix ``(n, F)`` (``frame``: the split's flows)."""
+    from trainer.windows import raw_features
+
+    rows = split.rows if select is None else split.rows[select]
+    return raw_features(frame.iloc[rows], transform)
+
+
+def fit_class_codes(
+    raw: np.ndarray, y: np.ndarray, features: tuple[str, ...], n_classes: int, columns: tuple[str, ...] = CODE_COLUMNS
+) -> dict[str, ClassCodes]:
+    """Class codes of ``columns`` (those among ``features``) from raw rows and their class indexes ``y``."""
+    return {
+        c: ClassCodes.fit(raw[:, features.index(c)], y, n_classes, min_count=CODE_MIN_COUNT, smoothing=CODE_SMOOTHING)
+        for c in columns
+        if c in features
+    }
+
+
+def out_of_fold_inputs(spec: CategorySpec, vectors: np.ndarray, raw: np.ndarray, y: np.ndarray, seed: int,
+                       columns: tuple[str, ...] = CODE_COLUMNS) -> np.ndarray:  # fmt: skip
+    """Training inputs: each row's class codes fitted on the other :data:`CODE_FOLDS` folds (no row sees its own
+    label through its codes), made by the spec's own :meth:`~ids_core.category.CategorySpec.model_input`."""
+    fold = np.random.default_rng(seed).integers(0, CODE_FOLDS, len(y))
+    out = np.empty((len(y), *spec.input_shape), dtype=np.float32)
+    for k in range(CODE_FOLDS):
+        here = fold == k
+        codes = fit_class_codes(raw[~here], y[~here], spec.features, len(spec.classes), columns)
+        out[here] = replace(spec, class_codes=codes).model_input(vectors[here], raw[here])
+    return out
 
 
 def build_category_model(n_features: int, n_classes: int, *, softmax: bool = True) -> Any:
@@ -142,6 +187,8 @@ def train_category(
     train: SplitWindows,
     test: SplitWindows,
     *,
+    train_frame: pd.DataFrame,
+    test_frame: pd.DataFrame,
     transform: FeatureTransform,
     out_dir: Path,
     main_scores: np.ndarray,
@@ -150,11 +197,14 @@ def train_category(
     seed: int,
     main_model: Path | None = None,
     settings: CategorySettings | None = None,
+    code_columns: tuple[str, ...] = CODE_COLUMNS,
 ) -> dict[str, Any] | None:
     """Train, convert, measure and export the category model into ``out_dir``; its report section (or None).
 
-    ``main_scores``: the shipped main model's scores on ``test`` (which flows it flags). ``main_model``: its
-    file, timed beside the category model. None (nothing written) when training has fewer than 2 categories.
+    ``train_frame``/``test_frame``: the splits' flows (raw values for the class codes). ``main_scores``: the
+    shipped main model's scores on ``test`` (which flows it flags). ``main_model``: its file, timed beside the
+    category model. ``code_columns``: () for no class codes (the model input is the main vector, spec format /2).
+    None (nothing written) when training has fewer than 2 categories.
     """
     import keras
 
@@ -164,7 +214,15 @@ def train_category(
     if len(classes) < 2:
         log.warning("category model skipped: the training split has %d malicious categories", len(classes))
         return None
-    x_all, y_all = newest_vectors(train, mal), np.searchsorted(classes, train.category[mal].astype(str))
+    features = tuple(transform.features)
+    v_all, y_all = newest_vectors(train, mal), np.searchsorted(classes, train.category[mal].astype(str))
+    raw_all = newest_raw(train_frame, train, transform, mal)
+    spec = CategorySpec(
+        classes=tuple(classes), features=features, transform_sha256=transform_sha256(transform),
+        model_version=model_version, extra={"trained_on": {c: int((y_all == i).sum()) for i, c in enumerate(classes)}},
+        class_codes=fit_class_codes(raw_all, y_all, features, len(classes), code_columns),
+    )  # fmt: skip
+    x_all = out_of_fold_inputs(spec, v_all, raw_all, y_all, seed, code_columns)
     rng = np.random.default_rng(seed)
     val = np.zeros(len(mal), dtype=bool)
     for c in range(len(classes)):  # stratified hold-out: early stopping and min_probability
@@ -190,21 +248,19 @@ def train_category(
     int8 = TFLiteModel(path, num_threads=1)
 
     min_p = choose_min_probability(probabilities(int8, x_all[val]), y_all[val])
-    spec = CategorySpec(
-        classes=tuple(classes), features=tuple(transform.features), transform_sha256=transform_sha256(transform),
-        model_version=model_version, input_quantization=int8.input_quantization,
-        output_quantization=int8.output_quantization, min_probability=min_p,
-        extra={"trained_on": {c: int((y_all == i).sum()) for i, c in enumerate(classes)}},
-    )  # fmt: skip
+    spec = replace(spec, input_quantization=int8.input_quantization, output_quantization=int8.output_quantization,
+                   min_probability=min_p)  # fmt: skip
     spec.save(out_dir / artifacts.CATEGORY_SPEC)
+    test_raw = newest_raw(test_frame, test, transform)
+    test_x = spec.model_input(newest_vectors(test), test_raw)
 
     test_mal = np.flatnonzero(test.y == 1)
-    q_sel = int8.quantize(newest_vectors(test, test_mal[:SELFTEST_ROWS]))
+    q_sel = int8.quantize(test_x[test_mal[:SELFTEST_ROWS]])
     np.save(out_dir / artifacts.CATEGORY_SELFTEST_INPUTS, q_sel)
     np.save(out_dir / artifacts.CATEGORY_SELFTEST_OUTPUTS, int8.invoke_raw(q_sel))
 
-    summary = evaluate_category(int8, spec, test, main_scores, threshold)
-    q_test = int8.quantize(newest_vectors(test))
+    summary = evaluate_category(int8, spec, test, test_x, main_scores, threshold)
+    q_test = int8.quantize(test_x)
     speed = {f"category_us_per_flow_batch_{b}": round(microseconds_per_flow(int8, q_test, b), 2) for b in (1, 256)}
     if main_model is not None and main_model.exists():
         main = TFLiteModel(main_model, num_threads=1)
@@ -218,6 +274,7 @@ def train_category(
         "parameters": int(model.count_params()),
         "ops": int8.op_summary()["ops"],
         "float_tensors": int8.op_summary()["float_tensors"],
+        "class_codes": {c: len(spec.class_codes[c].values) for c in spec.coded_columns},
         "speed": speed,
         "training": {
             "epochs_run": len(history.history["loss"]),
@@ -238,9 +295,15 @@ def train_category(
 
 
 def evaluate_category(
-    model: TFLiteModel, spec: CategorySpec, test: SplitWindows, main_scores: np.ndarray, threshold: float
+    model: TFLiteModel,
+    spec: CategorySpec,
+    test: SplitWindows,
+    inputs: np.ndarray,
+    main_scores: np.ndarray,
+    threshold: float,
 ) -> dict[str, Any]:
-    """Per-category confusion and accuracies of the int8 category model on the test split.
+    """Per-category confusion and accuracies of the int8 category model on the test split (``inputs``: the
+    model's float input for each test window, :meth:`~ids_core.category.CategorySpec.model_input`).
 
     ``malicious``: every malicious test flow. ``flagged``: the flows the main model flags (score > threshold)
     — what the agent classifies; a flagged benign flow (a false alarm) has no right category and is counted
@@ -248,7 +311,7 @@ def evaluate_category(
     """
     classes = list(spec.classes)
     truth = test.category.astype(str)
-    prob = probabilities(model, newest_vectors(test))
+    prob = probabilities(model, inputs)
     pred = np.asarray(classes, dtype=object)[prob.argmax(1)]
     conf = prob.max(1)
     known = np.isin(truth, classes)
@@ -283,10 +346,15 @@ def report_lines(c: dict[str, Any] | None) -> list[str]:
     if not c:
         return []
     sp, fl = c["speed"], c["flagged"]
+    coded = ", ".join(f"{k} ({n:,} values)" for k, n in c.get("class_codes", {}).items())
+    codes = (
+        f", then class codes (each category's share of a value's malicious training flows) of {coded}" if coded else ""
+    )
     lines = [
         "## Attack category (second int8 model, run only on flagged flows)",
         "",
-        f"Classes: {', '.join(c['classes'])}. Input: the flow's preprocessed vector (the main spec's transform). "
+        f"Classes: {', '.join(c['classes'])}. Input: the flow's preprocessed vector (the main spec's transform)"
+        f"{codes}. "
         f"Dense {' → '.join(map(str, HIDDEN))} (ReLU) → softmax; {c['parameters']:,} parameters, "
         f"**{c['size_bytes']:,} B** int8 (ops {', '.join(c['ops'])}; float tensors: {c['float_tensors'] or 'none'}); "
         f"trained {c['training']['epochs_run']} epochs in {c['training']['seconds']} s on {c['training']['rows']:,} "

@@ -197,7 +197,8 @@ def run(
                                            output=exported.spec.output_quantization, model_threshold=threshold,
                                            category=prep.test.category)  # fmt: skip
     results = evaluate_all(prep, scores, threshold)
-    category = train_category(prep.train, prep.test, transform=prep.selection.transform, out_dir=out_dir,
+    category = train_category(prep.train, prep.test, train_frame=prep.train_frame, test_frame=prep.test_frame,
+                              transform=prep.selection.transform, out_dir=out_dir,
                               main_scores=exported.shipped_scores, threshold=threshold, model_version=version,
                               seed=profile.seed, main_model=exported.files["shipped"])  # fmt: skip
     baseline = forest_summary(prep.train_frame, prep.test_frame, prep.train, prep.test, seed=profile.seed)

@@ -22,13 +22,89 @@ from firmware_bundle.limits import Limits
 from firmware_bundle.model_check import inspect_model
 from firmware_bundle.verifier import read_members
 from ids_core import artifacts
-from ids_core.category import CategorySpec
+from ids_core.category import CATEGORY_SPEC_FORMAT, CATEGORY_SPEC_FORMAT_CODES, CategorySpec, ClassCodes
 from ids_core.interpreter import TFLiteModel
-from trainer.category import newest_vectors
+from ids_core.preprocess import SpecError
+from trainer.category import fit_class_codes, newest_raw, newest_vectors, out_of_fold_inputs
 
 pytestmark = pytest.mark.timeout(1800)
 
 MIN_FLAGGED_ACCURACY = 0.95
+CLASSES = ("DoS", "MITM ARP Spoofing", "Mirai", "Scan")
+
+
+# --------------------------------------------------------------------------- class codes and the spec format
+
+
+def test_class_codes_are_smoothed_category_shares_per_value() -> None:
+    x = np.array([443, 443, 443, 9020, 9020, 53190, np.nan])
+    y = np.array([1, 1, 3, 3, 3, 2, 0])
+    codes = ClassCodes.fit(x, y, 4, min_count=2, smoothing=2.0)
+    prior = np.bincount(y, minlength=4) / len(y)
+    assert codes.values.tolist() == [443.0, 9020.0]  # 53190 seen once (< min_count), NaN never a value
+    assert np.allclose(codes.codes[0], np.round((np.array([0, 2, 0, 1]) + 2 * prior) / 5, 6))
+    got = codes.transform(np.array([9020, 53190, np.inf, np.nan, 443]))
+    assert np.allclose(got[0], codes.codes[1]) and np.allclose(got[4], codes.codes[0])
+    assert all(np.allclose(got[i], codes.default) for i in (1, 2, 3))  # rare, ±inf, NaN → the class shares
+    assert np.allclose(ClassCodes.fit(x, y, 4, min_count=1, smoothing=0.0).transform(np.array([53190.0])), [0, 0, 1, 0])
+
+
+def _spec(**kw) -> CategorySpec:
+    codes = ClassCodes(
+        np.array([80.0, 443.0]), np.array([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]]), np.full(4, 0.25)
+    )
+    base = dict(classes=CLASSES, features=("Dst_Port", "Flow_Duration"), transform_sha256="a" * 64,
+                class_codes={"Dst_Port": codes})  # fmt: skip
+    return CategorySpec(**(base | kw))
+
+
+def test_spec_with_class_codes_is_format_3_and_appends_codes_to_the_main_vector() -> None:
+    spec = _spec()
+    assert spec.input_shape == (2 + 4,)
+    doc = spec.to_dict()
+    assert doc["format"] == CATEGORY_SPEC_FORMAT_CODES and doc["input"]["shape"] == [6]
+    again = CategorySpec.from_bytes(spec.to_json().encode())
+    vectors, raw = np.array([[0.5, 0.1], [0.2, 0.3]], np.float32), np.array([[443.0, 7.0], [1.0, 9.0]])
+    x = again.model_input(vectors, raw)
+    assert x.dtype == np.float32 and x.shape == (2, 6)
+    assert (
+        np.allclose(x[:, :2], vectors) and np.allclose(x[0, 2:], [0.7, 0.1, 0.1, 0.1]) and np.allclose(x[1, 2:], 0.25)
+    )
+    with pytest.raises(ValueError, match="raw values"):
+        again.model_input(vectors)  # class codes need the raw port values
+
+
+def test_spec_format_2_without_codes_still_reads_and_format_1_or_misplaced_codes_are_refused() -> None:
+    plain = _spec(class_codes={})
+    doc = plain.to_dict()
+    assert doc["format"] == CATEGORY_SPEC_FORMAT and "class_codes" not in doc  # older gateways read it
+    assert CategorySpec.from_dict(doc).input_shape == (2,)
+    vectors = np.ones((1, 2), np.float32)
+    assert np.array_equal(CategorySpec.from_dict(doc).model_input(vectors), vectors)
+    with pytest.raises(SpecError, match="format must be one of"):
+        CategorySpec.from_dict(doc | {"format": "edge-ids/category-spec/1"})
+    with pytest.raises(SpecError, match="class codes belong to format"):
+        CategorySpec.from_dict(doc | {"class_codes": _spec().to_dict()["class_codes"]})
+    with pytest.raises(SpecError, match="among the features"):
+        _spec(features=("Src_Port", "Flow_Duration"))
+    bad = _spec().to_dict()
+    bad["class_codes"]["Dst_Port"]["codes"] = [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]]  # 3 classes for 4
+    with pytest.raises(SpecError):
+        CategorySpec.from_dict(bad)
+
+
+def test_training_rows_get_out_of_fold_codes() -> None:
+    """A training row's codes never come from its own label: a port seen once gets the class shares."""
+    rng = np.random.default_rng(0)
+    raw = np.column_stack([np.arange(100.0), rng.random(100)])  # every Dst_Port value once
+    y = rng.integers(0, 4, 100)
+    codes = fit_class_codes(raw, y, ("Dst_Port", "Flow_Duration"), 4)
+    spec = _spec(class_codes=codes)
+    x = out_of_fold_inputs(spec, raw.astype(np.float32), raw, y, seed=1)
+    assert np.allclose(x[:, 2:].sum(1), 1.0, atol=1e-5)
+    in_sample = spec.model_input(raw.astype(np.float32), raw)
+    assert (in_sample[np.arange(100), 2 + y] > 0.4).all()  # fitted on all rows, each row's code names its label
+    assert (x[np.arange(100), 2 + y] < 0.4).all()  # out of fold: it cannot (the class shares)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +116,9 @@ def flagged(quick_run):
     over = np.flatnonzero(scores > spec.threshold)
     category = CategoryModel.load(quick_run.out_dir, spec)
     assert category is not None
-    found = category.classify(newest_vectors(quick_run.prep.test, over))
+    prep = quick_run.prep
+    raw = newest_raw(prep.test_frame, prep.test, prep.selection.transform, over)
+    found = category.classify(newest_vectors(prep.test, over), raw)
     return quick_run.prep.test.category[over].astype(str), found
 
 
