@@ -219,7 +219,7 @@ def meaning(res: dict[str, Any], facts: dict[str, Any]) -> list[str]:
             f"of 256 (before 102.4 / 123.1: the agent's modules take ~5 MB more, the hoisted graph ~14 MB less "
             "loaded, and its all-steps projections more at batch 256). The steady agent peaked at "
             f"{f(facts['rss_T62_calm'], 1)} MB because the shared core made it fall behind and score full batches "
-            "(above); `batch.max_records` bounds that peak. "
+            "(above); a smaller `batch.max_records` bounds that peak (the side measurement at the end). "
             f"TensorFlow alone is {f(res['tf_rss_probe']['+ import tensorflow']['VmHWM'], 0)} MB before any model "
             f"(install: {f(res['install_mb']['tensorflow-cpu']['mb'], 0)} MB vs the agent extra's "
             f"{f(res['install_mb']['agent extra']['mb'], 0)} MB)."
