@@ -86,7 +86,7 @@ def _convert(model, workdir: Path, hoist: bool) -> Path:
 
 
 def test_int8_hoisted_graph_keeps_the_contract(tmp_path: Path) -> None:
-    from ids_core.interpreter import TFLiteModel
+    from ids_core.interpreter import TFLiteModel, auto_batch
 
     model = _train_tiny(seed=5)
     np.savez(tmp_path / "weights.npz", **{f"w{i}": w for i, w in enumerate(model.get_weights())})
@@ -111,3 +111,10 @@ def test_int8_hoisted_graph_keeps_the_contract(tmp_path: Path) -> None:
     assert 0.2 < keras_labels.mean() < 0.8  # the check below means something only if both labels occur
     agreement = float(((hoisted.predict(x) > 0.5) == keras_labels).mean())
     assert agreement >= 0.99, agreement
+
+    # the agent's default max_batch 0: at most 2048 window steps per call, chunk by chunk the same bytes
+    chunked = TFLiteModel(hoisted.content, max_batch=0)
+    assert chunked.max_batch == auto_batch((T, F)) == 256 and auto_batch((62, 62)) == 33 and auto_batch((1, 62)) == 256
+    chunked.max_batch = 33
+    q = hoisted.quantize(x[:300])
+    assert np.array_equal(chunked.invoke_raw(q), hoisted.invoke_raw(q))
