@@ -52,6 +52,15 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _child_json(mode: str, workdir: Path, *extra: str) -> dict[str, Any] | str:
+    """Run the ``--child mode`` program to its end: the JSON of its last output line, or its stderr if it failed."""
+    done = subprocess.run(child_cmd(mode, "--workdir", str(workdir), *extra), capture_output=True, text=True, cwd=REPO,
+                          env=child_env(), check=False)  # fmt: skip
+    if done.returncode != 0:
+        return f"exit status {done.returncode}: {done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run(quick: bool, out: str | None, workdir_arg: str | None, log: Callable[[str], None]) -> Path:
     """The whole benchmark (``--quick``: the short plan, results in the work directory unless ``out`` is given);
     returns the directory ``agent.json`` and ``agent.md`` were written to."""
@@ -72,17 +81,10 @@ def run(quick: bool, out: str | None, workdir_arg: str | None, log: Callable[[st
         "workdir": str(workdir),
     }
     log(f"work directory {workdir}; load average {res['loadavg_before']}")
-    prep = subprocess.run(
-        child_cmd("prepare", "--workdir", str(workdir), *(["--quick"] if quick else [])),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=child_env(),
-        check=False,
-    )
-    if prep.returncode != 0:
-        raise BenchError(f"prepare failed ({prep.returncode}):\n{prep.stderr[-3000:]}")
-    res["prepare"] = json.loads(prep.stdout.strip().splitlines()[-1])
+    prep = _child_json("prepare", workdir, *(["--quick"] if quick else []))
+    if isinstance(prep, str):
+        raise BenchError(f"prepare failed:\n{prep[-3000:]}")
+    res["prepare"] = prep
     log(f"models converted: {json.dumps({k: v for k, v in res['prepare'].items() if k.startswith('T')})}")
     children = Children()
     bench = None
@@ -93,26 +95,11 @@ def run(quick: bool, out: str | None, workdir_arg: str | None, log: Callable[[st
         res["shapes"] = {}
         for t in sorted(SHAPES.values()):
             res["shapes"][str(t)] = run_shape(bench, t)
-        probe = subprocess.run(
-            child_cmd("rss", "--workdir", str(workdir)),
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=child_env(),
-            check=False,
-        )
-        res["rss_probe"] = json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else None
-        probe = subprocess.run(
-            child_cmd("tf-rss", "--workdir", str(workdir)),
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=child_env(),
-            check=False,
-        )
-        res["tf_rss_probe"] = json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else None
-        if probe.returncode != 0:
-            log(f"tf-rss probe failed: {probe.stderr[-1500:]}")
+        for mode, key in (("rss", "rss_probe"), ("tf-rss", "tf_rss_probe")):
+            probe = _child_json(mode, workdir)
+            res[key] = None if isinstance(probe, str) else probe
+            if isinstance(probe, str):
+                log(f"{mode} probe failed: {probe[-1500:]}")
         res["install_mb"] = install_sizes()
     finally:
         if bench is not None:

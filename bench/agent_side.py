@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Side measurements on a finished ``bench/agent.py`` run's models: T=62 settings side by side.
 
-Usage: ``python bench/agent_side.py WORKDIR {max-records,threads} [--rounds N] [--rate R] [--into JSON]``
+Usage: ``python bench/agent_side.py WORKDIR {max-records,max-batch,threads} [--rounds N] [--rate R] [--into JSON]``
 
 ``WORKDIR`` is the ``--workdir`` of a full ``bench/agent.py`` run (its SYNTHETIC flows and random-init models);
 Mosquitto, the publisher and the subscriber are that benchmark's own (``agent_trial.Bench``).
 
 - ``max-records``: T=62 agents with ``batch.max_records`` 256 (shipped), 64 and 32 on the agents' core; saturating
   bursts (columnar batches of 32, then one record per message), interleaved: flows per agent CPU-s and VmHWM.
+- ``max-batch``: the same with ``model.max_batch`` 256, 64 and 0 (auto: 33 windows per interpreter call at T=62)
+  and ``batch.max_records`` 256.
 - ``threads``: T=62 agents with ``model.threads`` 1 (on the agents' core) and 2 (on every core), max_wait 5 ms, one
   record per message at ``--rate`` for 10 s, interleaved: publish → verdict latency.
 
@@ -54,9 +56,9 @@ def _interleaved(keys: list[Any], rounds: int) -> list[Any]:
     return [k for r in range(rounds) for k in (keys if r % 2 == 0 else keys[::-1])]
 
 
-def max_records(b: Bench, rounds: int) -> list[str]:
-    agents = {n: _agent(b, f"T62-max-records-{n}", str(b.agent_core), 20.0, batch=("max_records", n))
-              for n in (256, 64, 32)}  # fmt: skip
+def side_by_side(b: Bench, rounds: int, section: str, key: str, values: tuple[int, ...]) -> list[str]:
+    """T=62 agents differing in ``section.key`` (the first value is the baseline), saturated side by side."""
+    agents = {n: _agent(b, f"T62-{key}-{n}", str(b.agent_core), 20.0, **{section: (key, n)}) for n in values}
     b.wait_online(list(agents.values()))
     idle = {n: vm(a.proc.pid)["VmHWM"] for n, a in agents.items()}
     col: dict[int, list[dict[str, Any]]] = {n: [] for n in agents}
@@ -66,15 +68,15 @@ def max_records(b: Bench, rounds: int) -> list[str]:
     for n in _interleaved(list(agents), rounds):
         one[n].append(b.trial(agents[n], 1, RECORD, "probe", flows=2048))
     rows = []
-    base = st.median(r["flows_per_agent_cpu_s"] for r in col[256])
+    base = st.median(r["flows_per_agent_cpu_s"] for r in col[values[0]])
     for n, a in agents.items():
         c = st.median(r["flows_per_agent_cpu_s"] for r in col[n])
         o = st.median(r["flows_per_agent_cpu_s"] for r in one[n])
         rows.append(
             [str(n), f"{c:,.0f} ({c / base:.2f}×)", f"{o:,.0f}", f"{idle[n]:.1f}", f"{vm(a.proc.pid)['VmHWM']:.1f}"]
         )
-    head = ["batch.max_records", "flows per agent CPU-s, columnar 32 (÷ 256)", "one record/msg", "VmHWM idle MB",
-            "VmHWM after"]  # fmt: skip
+    head = [f"{section}.{key}", f"flows per agent CPU-s, columnar 32 (÷ {values[0]})", "one record/msg",
+            "VmHWM idle MB", "VmHWM after"]  # fmt: skip
     return [
         f"T=62 agents side by side, saturating bursts ({rounds} rounds interleaved: 4,096 flows in columnar batches of "
         "32, then 2,048 flows one record per message), all on the agents' core:",
@@ -121,7 +123,7 @@ def threads(b: Bench, rounds: int, rate: float) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workdir", type=Path)
-    ap.add_argument("what", choices=("max-records", "threads"))
+    ap.add_argument("what", choices=("max-records", "max-batch", "threads"))
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--rate", type=float, default=1720.0, help="flows/s for 'threads' (half of the T=62 max)")
     ap.add_argument("--into", type=Path, help="an agent.json to add the result to (its .md is re-rendered)")
@@ -136,7 +138,12 @@ def main() -> None:
     children = Children()
     try:
         b = Bench(args.workdir, QUICK, children, lambda m: print(m, file=sys.stderr, flush=True))
-        doc["lines"] = max_records(b, args.rounds) if args.what == "max-records" else threads(b, args.rounds, args.rate)
+        if args.what == "max-records":
+            doc["lines"] = side_by_side(b, args.rounds, "batch", "max_records", (256, 64, 32))
+        elif args.what == "max-batch":
+            doc["lines"] = side_by_side(b, args.rounds, "model", "max_batch", (256, 64, 0))
+        else:
+            doc["lines"] = threads(b, args.rounds, args.rate)
         b.pub.close()
     finally:
         children.close()
