@@ -2,7 +2,7 @@
 """Attack category on the flows the shipped model flags: the shipped int8 category model, the previous one, the
 forests, and the ceiling the data allows — per seed, on the real sample's quick-profile split.
 
-Usage: ``python bench/category.py [--seeds 42 1 2] [--cache DIR] [--out bench/results/category.md]``
+Usage: ``python bench/category.py [--seeds 42 1 2] [--sweep] [--cache DIR] [--out bench/results/category.md]``
 
 Per seed (``trainer.pipeline.prepare``, quick profile, the sample in ``../shared/data/iotid20/``):
 
@@ -18,7 +18,9 @@ Per seed (``trainer.pipeline.prepare``, quick profile, the sample in ``../shared
    - gradient-boosted trees (scikit-learn ``HistGradientBoostingClassifier``) on the 79 columns: the strongest
      per-flow classifier measured here, the practical ceiling;
    - the forest without ``Src_Port``/``Dst_Port``/``Protocol``: where the information is.
-3. The exact-duplicate bound: over the sample's malicious flows, feature vectors (all 79 columns; the shipped
+3. ``--sweep``: the shipped model with one setting changed at a time (learning rate, smoothing, minimum count,
+   folds, width, one more coded column): how sensitive the choice is.
+4. The exact-duplicate bound: over the sample's malicious flows, feature vectors (all 79 columns; the shipped
    model's int8 input) that occur with more than one category; no per-flow classifier can be right on more than
    the majority category of each such vector.
 """
@@ -43,6 +45,14 @@ sys.path.insert(0, str(REPO))
 
 SAMPLE = REPO.parent / "shared" / "data" / "iotid20" / "iotid20_2000.csv"
 PORTS = ("Src_Port", "Dst_Port", "Protocol")
+SWEEP: dict[str, dict[str, Any]] = {
+    "learning rate 3e-3 (before)": {"learning_rate": 3e-3},
+    "smoothing 2": {"code_smoothing": 2.0},
+    "minimum count 2": {"code_min_count": 2},
+    "10 folds": {"code_folds": 10},
+    "dense 512 → 256": {"hidden": (512, 256)},
+    "+ class codes of Init_Bwd_Win_Byts": {"code_columns": (*PORTS, "Init_Bwd_Win_Byts")},
+}
 
 
 def main_scores(prep: Any, profile: Any, seed: int, cache: Path | None) -> np.ndarray:
@@ -107,12 +117,12 @@ def duplicate_bound(keys: list[bytes], category: np.ndarray) -> dict[str, Any]:
     }
 
 
-def one_seed(seed: int, cache: Path | None) -> dict[str, Any]:
+def one_seed(seed: int, cache: Path | None, sweep: bool) -> dict[str, Any]:
     from ids_core import artifacts
     from ids_core.category import CategorySpec
     from ids_core.columns import NUMERIC_COLUMNS
     from ids_core.interpreter import TFLiteModel
-    from trainer.category import newest_raw, newest_vectors, probabilities, train_category
+    from trainer.category import CategorySettings, newest_raw, newest_vectors, probabilities, train_category
     from trainer.config import load_profile
     from trainer.pipeline import prepare
 
@@ -128,15 +138,15 @@ def one_seed(seed: int, cache: Path | None) -> dict[str, Any]:
         classes = sorted(set(truth[prep.test.y == 1]))
         raw = newest_raw(prep.test_frame, prep.test, prep.selection.transform)
         preds: dict[str, np.ndarray] = {}
-        for name, columns in (("shipped", None), ("no class codes (before)", ())):
-            d = Path(tmp) / name.split()[0]
+        runs = {"shipped": {}, "no class codes (before)": {"code_columns": ()}} | (SWEEP if sweep else {})
+        for i, (name, changed) in enumerate(runs.items()):
+            d = Path(tmp) / f"category_{i}"
             d.mkdir()
-            kw = {} if columns is None else {"code_columns": columns}
             t0 = time.perf_counter()
             summary = train_category(
                 prep.train, prep.test, train_frame=prep.train_frame, test_frame=prep.test_frame,
                 transform=prep.selection.transform, out_dir=d, main_scores=scores, threshold=threshold,
-                model_version="bench", seed=seed, **kw,
+                model_version="bench", seed=seed, settings=CategorySettings(**changed),
             )  # fmt: skip
             out[name] = {
                 "seconds": round(time.perf_counter() - t0, 1),
@@ -157,7 +167,16 @@ def one_seed(seed: int, cache: Path | None) -> dict[str, Any]:
         preds["gradient-boosted trees, 79 columns"] = trees(prep, seed, cols79, "hgb")
         no_ports = [c for c in cols79 if c not in PORTS]
         preds["random forest, 76 columns (no ports, no protocol)"] = trees(prep, seed, no_ports, "forest")
-        out["accuracy"] = {k: float((p[flagged] == truth[flagged]).mean()) for k, p in preds.items()}
+        accuracy = {k: float((p[flagged] == truth[flagged]).mean()) for k, p in preds.items()}
+        out["accuracy"] = {k: v for k, v in accuracy.items() if k not in SWEEP}
+        # the flows whose source port the malicious training flows never had: what the class codes cannot key on
+        seen_ports = set(prep.train_frame.iloc[prep.train.rows[prep.train.y == 1]]["Src_Port"].tolist())
+        unseen = flagged & ~prep.test_frame.iloc[prep.test.rows]["Src_Port"].isin(seen_ports).to_numpy()
+        out["unseen_src_port"] = {"flows": int(unseen.sum())} | {
+            k: float((p[unseen] == truth[unseen]).mean()) for k, p in preds.items() if k not in SWEEP
+        }
+        out["unseen_by_category"] = {c: int((unseen & (truth == c)).sum()) for c in classes}
+        out["sweep"] = {k: v for k, v in accuracy.items() if k in SWEEP}
         out["confusion"] = {
             k: pd.crosstab(pd.Categorical(truth[flagged], classes), pd.Categorical(p[flagged], classes), dropna=False)
             .to_numpy()
@@ -198,6 +217,22 @@ def fmt_matrix(classes: list[str], m: list[list[int]]) -> list[str]:
     lines = ["| true \\ predicted | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
     lines += [f"| {c} | " + " | ".join(f"{v:,}" for v in row) + " |" for c, row in zip(classes, m, strict=True)]
     return lines
+
+
+def sensitivity(results: list[dict[str, Any]]) -> list[str]:
+    """The sweep's table (empty without ``--sweep``)."""
+    if not results[0]["sweep"]:
+        return []
+    lines = [
+        "## Sensitivity: the shipped model with one setting changed",
+        "",
+        "| setting | " + " | ".join(f"seed {r['seed']}" for r in results) + " | mean ± sd |",
+        "|---" * (len(results) + 2) + "|",
+    ]
+    for n in results[0]["sweep"]:
+        acc = np.array([r["sweep"][n] for r in results])
+        lines.append(f"| {n} | " + " | ".join(f"{a:.4f}" for a in acc) + f" | {acc.mean():.4f} ± {acc.std():.4f} |")
+    return [*lines, ""]
 
 
 def report(results: list[dict[str, Any]], dups: dict[str, Any], command: str) -> list[str]:
@@ -251,6 +286,21 @@ def report(results: list[dict[str, Any]], dups: dict[str, Any], command: str) ->
         + " | ".join(f"{b['confident_accuracy']:.4f} / {b['confident_coverage']:.4f}" for b in before)
         + " |",
         "",
+    ]
+    lines += [
+        "## Flagged attack flows with a source port the malicious training flows never had",
+        "",
+        "| model | " + " | ".join(f"seed {r['seed']} ({r['unseen_src_port']['flows']} flows)" for r in results)
+        + " | mean |",
+        "|---" * (len(seeds) + 2) + "|",
+    ]  # fmt: skip
+    for n in names:
+        acc = np.array([r["unseen_src_port"][n] for r in results])
+        lines.append(f"| {n} | " + " | ".join(f"{a:.4f}" for a in acc) + f" | {acc.mean():.4f} |")
+    by_cat = {c: sum(r["unseen_by_category"][c] for r in results) for c in results[0]["classes"]}
+    lines += ["", f"By true category (sum over the seeds): {by_cat}.", ""]
+    lines += sensitivity(results)
+    lines += [
         "## Confusion on the flagged attack flows (sum over the seeds; rows: true, columns: predicted)",
         "",
     ]
@@ -277,18 +327,52 @@ def report(results: list[dict[str, Any]], dups: dict[str, Any], command: str) ->
             f"| shipped model's int8 input, malicious training + flagged test flows (seed {r['seed']}) | "
             f"{d['distinct']:,} of {d['rows']:,} | {d['mixed_rows']:,} {d['mixed_by_category']} | {d['bound']:.4f} |"
         )
-    return lines
+    return lines + reading(results, dups)
+
+
+def reading(results: list[dict[str, Any]], dups: dict[str, Any]) -> list[str]:
+    """What the numbers say: the shipped model against the forests and the bounds, in words."""
+
+    def mean(key: str, part: str = "accuracy") -> float:
+        return float(np.mean([r[part][key] for r in results]))
+
+    shipped = [r["accuracy"]["shipped"] for r in results]
+    hgb = "gradient-boosted trees, 79 columns"
+    return [
+        "",
+        "## Reading",
+        "",
+        f"- Shipped: **{np.mean(shipped):.4f}** mean on all flagged attack flows (min {min(shipped):.4f}; before: "
+        f"{mean('no class codes (before)'):.4f}; random forest {mean('random forest, 79 columns'):.4f}; "
+        f"gradient-boosted trees {mean(hgb):.4f}). ≥ 0.95 on every seed: "
+        f"{'yes' if min(shipped) >= 0.95 else 'no'}.",
+        f"- Exact duplicates bound no per-flow classifier below {dups['all 79 columns']['bound']:.4f} (all 79 "
+        f"columns) — the limit is near-duplicates, not duplicates: without the source port, "
+        f"{dups['without Src_Port']['mixed_rows']:,} malicious flows share their vector with another category "
+        f"(bound {dups['without Src_Port']['bound']:.4f}), and a forest without ports and protocol reaches only "
+        f"{mean('random forest, 76 columns (no ports, no protocol)'):.4f}.",
+        "- Where the information is: the source port. IoTID20 labels a flow by the attack session it was captured "
+        "in, and the sample's attack sessions reuse source ports (one MITM port in 259 flows); the class codes let "
+        "the int8 network key on them, as the trees do. On flagged flows whose source port no malicious training "
+        f"flow had, the shipped model scores {mean('shipped', 'unseen_src_port'):.4f} and the gradient-boosted "
+        f"trees {mean(hgb, 'unseen_src_port'):.4f}: on another capture, where ports do not repeat, expect that "
+        "rather than the headline.",
+        "- The remaining errors (seed 42: 69, inspected) are MITM/Mirai/Scan flows of 2–4 packets lasting ~75–150 µs, "
+        "half of them to port 443, others to 1900 (SSDP), 9010, 7000: the devices' own background traffic, which "
+        "the capture labels by the attack session it fell in; their features do not say which.",
+    ]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    ap.add_argument("--sweep", action="store_true", help="also the shipped model with one setting changed at a time")
     ap.add_argument("--cache", type=Path, default=None, help="keep/reuse the main model's test scores here")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "category.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results = [one_seed(s, args.cache) for s in args.seeds]
-    command = "python bench/category.py --seeds " + " ".join(map(str, args.seeds))
+    results = [one_seed(s, args.cache, args.sweep) for s in args.seeds]
+    command = "python bench/category.py --seeds " + " ".join(map(str, args.seeds)) + " --sweep" * args.sweep
     lines = report(results, sample_duplicates(), command)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

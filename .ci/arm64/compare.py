@@ -48,9 +48,14 @@ def make_inputs(run: Path, data: str, out: Path) -> int:
         "representative": model.quantize(np.load(run / "keras" / "representative.npy")),
     }
     if (run / CATEGORY_MODEL).exists():  # the optional attack-category model: its vectors and the test split
+        from ids_core.category import CategorySpec
+        from trainer.category import newest_raw, newest_vectors
+
         category = TFLiteModel(run / CATEGORY_MODEL)
+        category_spec = CategorySpec.load(run / "category.json")  # its input: main vector + class codes of raw values
+        raw = newest_raw(prep.test_frame, prep.test, prep.selection.transform)
         sets["category_selftest"] = np.load(run / "category_selftest_inputs.npy")
-        sets["category_test"] = category.quantize(windows.reshape(len(windows), *category.input_shape))
+        sets["category_test"] = category.quantize(category_spec.model_input(newest_vectors(prep.test), raw))
     np.savez(out / "inputs.npz", **sets)
     print("input sets: " + ", ".join(f"{k} {v.shape}" for k, v in sets.items()))
     return 0

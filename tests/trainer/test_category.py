@@ -147,8 +147,10 @@ def test_category_accuracy_on_the_flows_the_model_flags(quick_run, flagged):
     summary = quick_run.summary["category"]["flagged"]
     assert summary["confident_accuracy"] == pytest.approx(accuracy)  # the agent's classes = the report's
     assert accuracy >= MIN_FLAGGED_ACCURACY, f"category accuracy {accuracy:.4f} on {sure.sum()} confident flows"
-    assert coverage >= 0.4, f"only {coverage:.1%} of the flagged attacks get a confident category"
-    assert float((names[attack] == truth[attack]).mean()) == pytest.approx(summary["accuracy"])
+    assert coverage >= 0.8, f"only {coverage:.1%} of the flagged attacks get a confident category"
+    every = float((names[attack] == truth[attack]).mean())  # best guesses included (bench/results/category.md)
+    assert every == pytest.approx(summary["accuracy"])
+    assert every >= MIN_FLAGGED_ACCURACY, f"category accuracy {every:.4f} on all {attack.sum()} flagged attacks"
     mirai = attack & (truth == "Mirai")
     assert (names[mirai] == "Mirai").mean() >= 0.5  # the best guess
     assert all(c.alert_attack[0] == (c.name if c.confident else f"{c.name} {UNCERTAIN}") for c in found)
