@@ -1,9 +1,9 @@
 """One flow's state and its IoTID20 record, computed as CICFlowMeter 99dc827 (``BasicFlow``) computes it.
 
 The state is constant in the number of packets: running sums, min/max and the incremental (Welford) mean and
-second moment of Apache commons-math ``SummaryStatistics`` (:class:`Summary`), updated with the same floating-point
-operations in the same order, so means and standard deviations agree with the reference to the last bit or nearly
-so. Quirks of the reference (README, "The flow meter") are marked ``quirk N`` with the number of the reference README.
+second moment of Apache commons-math ``SummaryStatistics``, updated with the same floating-point operations in the
+same order, so means and standard deviations agree with the reference to the last bit or nearly so. Quirks of the
+reference (README, "The flow meter") are marked ``quirk N`` with the number of the reference README.
 """
 
 from __future__ import annotations
@@ -55,65 +55,81 @@ def _rate(count: float, duration: int) -> float:
     return count / (duration / 1000000)
 
 
-class Summary:
-    """Apache commons-math ``SummaryStatistics`` as ``BasicFlow`` uses it: count, sum, min, max and the incremental
-    (Welford) mean and second moment, with the same floating-point operations in the same order. Made with its first
-    value (``n`` > 1: that value counted ``n`` times, quirk 2)."""
+def _step(n: int, m1: float, m2: float, lo: int, hi: int, x: int) -> tuple[float, float, int, int]:
+    """The n-th value ``x`` of a commons-math ``SummaryStatistics``: mean and second moment as ``FirstMoment`` /
+    ``SecondMoment`` update them (Welford, the same operations in the same order), min and max."""
+    dev = x - m1
+    nd = dev / n
+    return m1 + nd, m2 + (n - 1) * dev * nd, x if x < lo else lo, x if x > hi else hi
 
-    __slots__ = ("m1", "m2", "max", "min", "n", "sum")
 
-    def __init__(self, x: int, n: int = 1) -> None:
-        self.n = n
-        self.m1 = float(x)  # Welford's first step: m1 = x, m2 = 0 (and again for each repeat of the same x)
-        self.m2 = 0.0
-        self.sum = self.min = self.max = x
+def _std(m2: float, n: int) -> float:
+    return math.sqrt(m2 / (n - 1)) if n > 1 else 0.0
 
-    def add(self, x: int) -> None:
+
+class Direction:
+    """One direction's packets: payload lengths (count, sum, min, max, Welford mean and second moment), the gaps
+    between its packets (the same statistics) and its header bytes. Made with its first packet; a direction without
+    packets is :data:`NO_PACKETS`."""
+
+    __slots__ = ("hdr", "iat_m1", "iat_m2", "iat_max", "iat_min", "iat_sum", "last", "m1", "m2", "max", "min", "n",
+                 "sum")  # fmt: skip
+
+    def __init__(self, p: int, ts: int, hdr: int) -> None:
+        self.n = 1
+        self.m1 = float(p)  # Welford's first step: m1 = x, m2 = 0
+        self.m2 = self.iat_m1 = self.iat_m2 = 0.0
+        self.sum = self.min = self.max = p
+        self.last, self.hdr = ts, hdr
+        self.iat_sum = self.iat_min = self.iat_max = 0
+
+    def add(self, p: int, ts: int, hdr: int) -> None:
         n = self.n = self.n + 1
-        dev = x - self.m1
-        nd = dev / n
-        self.m1 += nd
-        self.m2 += (n - 1) * dev * nd
-        self.sum += x
-        if x < self.min:
-            self.min = x
-        elif x > self.max:
-            self.max = x
+        self.hdr += hdr
+        self.m1, self.m2, self.min, self.max = _step(n, self.m1, self.m2, self.min, self.max, p)
+        self.sum += p
+        iat = ts - self.last
+        m = n - 1
+        if m == 1:
+            self.iat_m1 = float(iat)
+            self.iat_sum = self.iat_min = self.iat_max = iat
+        else:
+            self.iat_m1, self.iat_m2, self.iat_min, self.iat_max = _step(
+                m, self.iat_m1, self.iat_m2, self.iat_min, self.iat_max, iat
+            )
+            self.iat_sum += iat
+        self.last = ts
 
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+    def put_lengths(self, r: dict[str, Any], names: tuple[str, ...]) -> None:
+        """``<side>_Pkt_Len_{Max,Min,Mean,Std}``; empty statistics are written as the integer 0 (quirk 11)."""
+        mx, mn, mean, std = names
+        if self.n:  # always but for NO_PACKETS
+            r[mx], r[mn], r[mean], r[std] = float(self.max), float(self.min), self.m1, _std(self.m2, self.n)
+        else:
+            r[mx] = r[mn] = r[mean] = r[std] = 0
 
-    def put(self, r: dict[str, Any], mean: str, std: str, mx: str, mn: str) -> None:
-        """Mean, standard deviation, max and min into record ``r`` under these column names."""
-        r[mean], r[std], r[mx], r[mn] = self.m1, self.std(), float(self.max), float(self.min)
+    def put_gaps(self, r: dict[str, Any], names: tuple[str, ...]) -> None:
+        """``<side>_IAT_{Tot,Mean,Std,Max,Min}`` (0 below two packets)."""
+        tot, mean, std, mx, mn = names
+        if self.n > 1:
+            r[tot], r[mean], r[std] = float(self.iat_sum), self.iat_m1, _std(self.iat_m2, self.n - 1)
+            r[mx], r[mn] = float(self.iat_max), float(self.iat_min)
+        else:
+            r[tot] = r[mean] = r[std] = r[mx] = r[mn] = 0
 
 
-def _columns(prefix: str, *names: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}_{name}" for name in names)
-
-
-_FWD_IAT, _BWD_IAT = (_columns(side, "IAT_Tot", "IAT_Mean", "IAT_Std", "IAT_Max", "IAT_Min") for side in ("Fwd", "Bwd"))
-_ACTIVE, _IDLE = (_columns(period, "Mean", "Std", "Max", "Min") for period in ("Active", "Idle"))
-
-
-def _add(stats: Summary | None, x: int) -> Summary:
-    """``stats`` with ``x`` added (a new :class:`Summary` when there is none yet)."""
-    if stats is None:
-        return Summary(x)
-    stats.add(x)
-    return stats
+LENGTHS = {side: tuple(f"{side}_Pkt_Len_{s}" for s in ("Max", "Min", "Mean", "Std")) for side in ("Fwd", "Bwd")}
+GAPS = {side: tuple(f"{side}_IAT_{s}" for s in ("Tot", "Mean", "Std", "Max", "Min")) for side in ("Fwd", "Bwd")}
+NO_PACKETS = Direction(0, 0, 0)  # shared and never added to: the forward side until its first packet
+NO_PACKETS.n = 0
 
 
 class Flow:
-    """A bidirectional flow. ``__init__`` is the reference's ``firstPacket``, ``add`` its ``addPacket``.
+    """A bidirectional flow. ``__init__`` is the reference's ``firstPacket``, ``add`` its ``addPacket``."""
 
-    Statistics exist once they have a value (``None`` before): ``fwd``/``bwd`` payload lengths per direction,
-    ``fwd_iat``/``bwd_iat`` the gaps between a direction's packets, ``lengths`` and ``iat`` the flow's, ``active``
-    and ``idle`` the activity periods."""
-
-    __slots__ = ("active", "aend", "astart", "bhdr", "blast", "bwd", "bwd_iat", "bwin", "dport", "dst", "fact",
-                 "fhdr", "first_flags", "first_payload", "flast", "fwd", "fwd_iat", "iat", "idle", "key", "last",
-                 "lengths", "proto", "sport", "src", "start")  # fmt: skip
+    __slots__ = ("active", "aend", "astart", "bwd", "bwin", "dport", "dst", "fact", "first_flags", "first_payload",
+                 "fwd", "iat_m1", "iat_m2", "iat_max", "iat_min", "idle", "key", "last", "lm1", "lm2", "lmax", "lmin",
+                 "proto", "sport", "src", "start")  # fmt: skip
 
     def __init__(
         self,
@@ -140,17 +156,19 @@ class Flow:
         self.first_flags = flags & 0xFF  # quirk 3: flag counts and PSH/URG come from the first packet only
         self.first_payload = payload
         # quirk 1: the first packet is always backward (an identity test on a fresh array copy in firstPacket)
-        self.fwd: Summary | None = None
-        self.fwd_iat: Summary | None = None
-        self.fhdr = self.fact = self.flast = 0
-        self.bwd = Summary(payload)
-        self.bwd_iat: Summary | None = None
-        self.blast, self.bhdr, self.bwin = ts, hdr, window
-        self.lengths = Summary(payload, n=2)  # quirk 2: the first packet's length enters the flow's statistics twice
-        self.iat: Summary | None = None
+        self.fwd = NO_PACKETS
+        self.fact = 0
+        self.bwd = Direction(payload, ts, hdr)
+        self.bwin = window
+        # quirk 2: the first packet's length enters the flow's length statistics twice (n = fn + bn + 1)
+        self.lmin = self.lmax = payload
+        self.lm1 = float(payload)
+        self.lm2 = 0.0
+        self.iat_min = self.iat_max = 0
+        self.iat_m1 = self.iat_m2 = 0.0
         self.astart = self.aend = ts
-        self.active: Summary | None = None
-        self.idle: Summary | None = None
+        self.active: list[float] | None = None
+        self.idle: list[float] | None = None
 
     def add(self, ts: int, src: int | bytes, p: int, hdr: int, window: int, activity_timeout: int) -> None:
         """One more packet (``activity_timeout`` 0: a FIN packet, which does not update Active/Idle)."""
@@ -159,56 +177,58 @@ class Flow:
                 self._idle_gap(ts)
             else:
                 self.aend = ts
-        self.lengths.add(p)  # flowLengthStats
+        fwd, bwd = self.fwd, self.bwd
+        # flowLengthStats (Welford as commons-math FirstMoment/SecondMoment)
+        n = fwd.n + bwd.n + 2
+        self.lm1, self.lm2, self.lmin, self.lmax = _step(n, self.lm1, self.lm2, self.lmin, self.lmax, p)
         if src == self.src:
             if p >= 1:
                 self.fact += 1
-            fwd = self.fwd
-            if fwd is None:
-                self.fwd = Summary(p)
+            if fwd is NO_PACKETS:
+                fwd = self.fwd = Direction(p, ts, hdr)
             else:
-                fwd.add(p)
-                if (gaps := self.fwd_iat) is None:
-                    self.fwd_iat = Summary(ts - self.flast)
-                else:
-                    gaps.add(ts - self.flast)
-            self.fhdr += hdr
-            self.flast = ts
+                fwd.add(p, ts, hdr)
             # min_seg_size_forward = min(header, 0) stays 0 (quirk 1): nothing to update
         else:
-            self.bwd.add(p)
-            if (gaps := self.bwd_iat) is None:
-                self.bwd_iat = Summary(ts - self.blast)
-            else:
-                gaps.add(ts - self.blast)
+            bwd.add(p, ts, hdr)
             self.bwin = window  # quirk 5: Init_Bwd_Win_Byts is the last backward packet's window
-            self.bhdr += hdr
-            self.blast = ts
-        if (gaps := self.iat) is None:
-            self.iat = Summary(ts - self.last)
+        iat = ts - self.last
+        m = fwd.n + bwd.n - 1
+        if m == 1:
+            self.iat_m1 = float(iat)
+            self.iat_min = self.iat_max = iat
         else:
-            gaps.add(ts - self.last)
+            self.iat_m1, self.iat_m2, self.iat_min, self.iat_max = _step(
+                m, self.iat_m1, self.iat_m2, self.iat_min, self.iat_max, iat
+            )
         self.last = ts
 
     def _idle_gap(self, ts: int) -> None:
         active = self.aend - self.astart
         if active > 0:
-            self.active = _add(self.active, active)
-        self.idle = _add(self.idle, ts - self.aend)
+            if self.active is None:
+                self.active = [0, 0.0, 0.0, active, active]  # n, m1, m2, min, max
+            _stat_add(self.active, active)
+        idle = ts - self.aend
+        if self.idle is None:
+            self.idle = [0, 0.0, 0.0, idle, idle]
+        _stat_add(self.idle, idle)
         self.astart = self.aend = ts
 
     @property
     def packets(self) -> int:
-        return (self.fwd.n if self.fwd else 0) + self.bwd.n
+        return self.fwd.n + self.bwd.n
 
     def record(self) -> dict[str, Any]:
         """The IoTID20 columns (minus labels) with the values and types the reference writes."""
         fwd, bwd = self.fwd, self.bwd
-        fn, bn = (fwd.n if fwd else 0), bwd.n
+        fn, bn = fwd.n, bwd.n
         duration = self.last - self.start
         lo, hi, lo_port, hi_port, _ = self.key
         flags = self.first_flags
-        fbytes, bbytes = (fwd.sum if fwd else 0), bwd.sum
+        fbytes, bbytes = fwd.sum, bwd.sum
+        ln = fn + bn + 1
+        iat_n = fn + bn - 1
         # quirk 4: subflow counting runs for the first packet only; sfCount is 1 unless its time stamp is ~0
         sf = 1 if (self.start - self.start / 1000000) > 1.0 else 0
         r: dict[str, Any] = {
@@ -225,39 +245,32 @@ class Flow:
             "TotLen_Fwd_Pkts": float(fbytes),
             "TotLen_Bwd_Pkts": float(bbytes),
         }
-        if fwd:
-            r["Fwd_Pkt_Len_Max"], r["Fwd_Pkt_Len_Min"] = float(fwd.max), float(fwd.min)
-            r["Fwd_Pkt_Len_Mean"], r["Fwd_Pkt_Len_Std"] = fwd.m1, fwd.std()
-        else:  # empty statistics are written as the integer 0 (quirk 11)
-            r["Fwd_Pkt_Len_Max"] = r["Fwd_Pkt_Len_Min"] = r["Fwd_Pkt_Len_Mean"] = r["Fwd_Pkt_Len_Std"] = 0
-        r["Bwd_Pkt_Len_Max"], r["Bwd_Pkt_Len_Min"] = float(bwd.max), float(bwd.min)
-        r["Bwd_Pkt_Len_Mean"], r["Bwd_Pkt_Len_Std"] = bwd.m1, bwd.std()
+        fwd.put_lengths(r, LENGTHS["Fwd"])
+        bwd.put_lengths(r, LENGTHS["Bwd"])
         r["Flow_Byts/s"] = _rate(float(fbytes + bbytes), duration)  # quirk 10
         r["Flow_Pkts/s"] = _rate(float(fn + bn), duration)
-        if self.iat:
-            self.iat.put(r, "Flow_IAT_Mean", "Flow_IAT_Std", "Flow_IAT_Max", "Flow_IAT_Min")
+        if iat_n:
+            r["Flow_IAT_Mean"] = self.iat_m1
+            r["Flow_IAT_Std"] = _std(self.iat_m2, iat_n)
+            r["Flow_IAT_Max"] = float(self.iat_max)
+            r["Flow_IAT_Min"] = float(self.iat_min)
         else:  # a single-packet flow: commons-math's empty statistics are NaN
             r["Flow_IAT_Mean"] = r["Flow_IAT_Std"] = r["Flow_IAT_Max"] = r["Flow_IAT_Min"] = _NAN
-        for (tot, *names), iat in ((_FWD_IAT, self.fwd_iat), (_BWD_IAT, self.bwd_iat)):
-            if iat:
-                r[tot] = float(iat.sum)
-                iat.put(r, *names)
-            else:
-                r[tot] = 0
-                for name in names:
-                    r[name] = 0
+        fwd.put_gaps(r, GAPS["Fwd"])
+        bwd.put_gaps(r, GAPS["Bwd"])
         r["Fwd_PSH_Flags"] = 0  # quirk 1: the first packet's PSH/URG go to the backward counters
         r["Bwd_PSH_Flags"] = 1 if flags & PSH else 0
         r["Fwd_URG_Flags"] = 0
         r["Bwd_URG_Flags"] = 1 if flags & URG else 0
-        r["Fwd_Header_Len"] = self.fhdr
-        r["Bwd_Header_Len"] = self.bhdr
+        r["Fwd_Header_Len"] = fwd.hdr
+        r["Bwd_Header_Len"] = bwd.hdr
         r["Fwd_Pkts/s"] = fn / (duration / 1000000) if duration > 0 else 0.0
         r["Bwd_Pkts/s"] = bn / (duration / 1000000) if duration > 0 else 0.0
-        lengths = self.lengths
-        r["Pkt_Len_Min"], r["Pkt_Len_Max"] = float(lengths.min), float(lengths.max)
-        r["Pkt_Len_Mean"], r["Pkt_Len_Std"] = lengths.m1, lengths.std()
-        r["Pkt_Len_Var"] = lengths.m2 / (lengths.n - 1)
+        r["Pkt_Len_Min"] = float(self.lmin)
+        r["Pkt_Len_Max"] = float(self.lmax)
+        r["Pkt_Len_Mean"] = self.lm1
+        r["Pkt_Len_Std"] = _std(self.lm2, ln)
+        r["Pkt_Len_Var"] = self.lm2 / (ln - 1)
         r["FIN_Flag_Cnt"] = 1 if flags & FIN else 0
         r["SYN_Flag_Cnt"] = 1 if flags & SYN else 0
         r["RST_Flag_Cnt"] = 1 if flags & RST else 0
@@ -281,10 +294,23 @@ class Flow:
         r["Init_Bwd_Win_Byts"] = self.bwin
         r["Fwd_Act_Data_Pkts"] = self.fact
         r["Fwd_Seg_Size_Min"] = 0  # quirk 1
-        for names, period in ((_ACTIVE, self.active), (_IDLE, self.idle)):
-            if period:
-                period.put(r, *names)
-            else:
-                for name in names:
-                    r[name] = 0
+        _put_stat(r, ("Active_Mean", "Active_Std", "Active_Max", "Active_Min"), self.active)
+        _put_stat(r, ("Idle_Mean", "Idle_Std", "Idle_Max", "Idle_Min"), self.idle)
         return r
+
+
+def _stat_add(s: list, x: int) -> None:
+    n = s[0] = s[0] + 1
+    s[1], s[2], s[3], s[4] = _step(n, s[1], s[2], s[3], s[4], x)
+
+
+def _put_stat(r: dict[str, Any], names: tuple[str, str, str, str], s: list | None) -> None:
+    if s is None:
+        for name in names:
+            r[name] = 0
+        return
+    mean, std, mx, mn = names
+    r[mean] = s[1]
+    r[std] = _std(s[2], s[0])
+    r[mx] = float(s[4])
+    r[mn] = float(s[3])
