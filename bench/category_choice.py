@@ -5,7 +5,8 @@ Usage: ``python bench/category_choice.py [--seed 42] [--out bench/results/catego
 
 On the real sample's quick-profile split (``trainer.pipeline.prepare``):
 
-1. **Second model** (what ships, ``trainer.category``): dense 256 → 128 → softmax over the malicious categories,
+1. **Second model** (what ships, ``trainer.category``): dense 256 → 128 → softmax over the malicious categories
+   (since 2026-12-05 16:40 with class codes of ports and protocol in its input, ``bench/category.py``),
    trained on the malicious training rows, int8; its size, LiteRT µs per flow and accuracy on malicious test flows.
 2. **Second output** (estimate): the quick Uni-Hybrid (same builder, T = 1) with a second head — Dense(5, softmax)
    over Normal + the four attack categories on its last dense layer — trained jointly (binary cross-entropy +
@@ -87,7 +88,8 @@ def main() -> int:
         prep = prepare(profile, Path(tmp) / "data")
         fake_scores = np.where(prep.test.y == 1, 0.9, 0.1).astype(np.float32)  # flags exactly the attacks
         second = train_category(
-            prep.train, prep.test, transform=prep.selection.transform, out_dir=Path(tmp),
+            prep.train, prep.test, train_frame=prep.train_frame, test_frame=prep.test_frame,
+            transform=prep.selection.transform, out_dir=Path(tmp),
             main_scores=fake_scores, threshold=0.5, model_version="bench", seed=args.seed,
         )  # fmt: skip
     head = two_head(prep, profile, args.seed)

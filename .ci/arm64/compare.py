@@ -12,8 +12,8 @@
 Input sets: ``selftest`` (the run's selftest_inputs.npy, what a bundle install checks), ``test`` (the whole test
 split's windows, from ``trainer.pipeline.prepare`` of the run's profile, quantized by the model) and
 ``representative`` (the run's calibration windows); with a category model in the run also ``category_selftest``
-and ``category_test`` (its vectors, the test split). ``score`` also checks the self-test outputs against the
-run's expected ones when it finds them beside MODEL.
+and ``category_test`` (its inputs on the test split, made by its spec). ``score`` also checks the self-test
+outputs against the run's expected ones when it finds them beside MODEL.
 """
 
 from __future__ import annotations
