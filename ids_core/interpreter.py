@@ -109,17 +109,24 @@ class TFLiteModel:
         """Run already-quantized inputs ``(n, *input_shape)``; returns raw outputs ``(n, *output_shape)``."""
         if inputs.shape[1:] != self.input_shape:
             raise ValueError(f"expected windows of shape {self.input_shape}, got {inputs.shape[1:]}")
+        n = len(inputs)
+        if n == 0:
+            return np.empty((0, *self.output_shape), dtype=self.output_dtype)
+        # equal chunks (the last one padded), so a batch costs at most one resize: a resize re-plans the graph
+        size = -(-n // -(-n // self.max_batch))
+        if size != self._batch:
+            self._it.resize_tensor_input(self._in_index, [size, *self.input_shape])
+            self._it.allocate_tensors()
+            self._batch = size
         outs = []
-        for start in range(0, len(inputs), self.max_batch):
-            chunk = inputs[start : start + self.max_batch]
-            if len(chunk) != self._batch:
-                self._it.resize_tensor_input(self._in_index, [len(chunk), *self.input_shape])
-                self._it.allocate_tensors()
-                self._batch = len(chunk)
-            self._it.set_tensor(self._in_index, np.ascontiguousarray(chunk, dtype=self.input_dtype))
+        for start in range(0, n, size):
+            chunk = np.ascontiguousarray(inputs[start : start + size], dtype=self.input_dtype)
+            if len(chunk) < size:  # rows are scored independently: padding changes no other row's output
+                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *self.input_shape), self.input_dtype)])
+            self._it.set_tensor(self._in_index, chunk)
             self._it.invoke()
             outs.append(self._it.get_tensor(self._out_index).copy())
-        return np.concatenate(outs) if outs else np.empty((0, *self.output_shape), dtype=self.output_dtype)
+        return np.concatenate(outs)[:n]
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Float windows ``(n, T, F)`` → float scores ``(n,)``."""
