@@ -232,7 +232,11 @@ def render(res: dict[str, Any]) -> str:
               "T=62 per CPU-s); kept instead: memory and install size beside TensorFlow (below).", ""]  # fmt: skip
     lines += _rates(res) + _latency(res) + _storm_counts(res) + _memory(res)
     lines += ["## What this means", "", *meaning(res, facts)]
-    titles = {"max-records": "T=62 memory: `batch.max_records`", "threads": "T=62 latency: `model.threads: 2`"}
+    titles = {
+        "max-records": "T=62 memory: `batch.max_records`",
+        "max-batch": "T=62 memory: `model.max_batch` (0 = auto, the default since)",
+        "threads": "T=62 latency: `model.threads: 2`",
+    }
     for name, side in res.get("side", {}).items():  # bench/agent_side.py, on this run's models after the run
         lines += [f"## Side measurement after the run — {titles.get(name, name)}", "",
                   f"`{side['command']}` (WORKDIR: this run's), {side['date']}, git {side['git']}, load average "
