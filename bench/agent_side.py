@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("what", choices=("max-records", "max-batch", "threads"))
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--values", help="the settings compared, e.g. 256,32,16 (default 256,64,32 / 256,64,0)")
     ap.add_argument("--rate", type=float, default=1720.0, help="flows/s for 'threads' (half of the T=62 max)")
     ap.add_argument("--into", type=Path, help="an agent.json to add the result to (its .md is re-rendered)")
     args = ap.parse_args()
@@ -138,10 +139,11 @@ def main() -> None:
     children = Children()
     try:
         b = Bench(args.workdir, QUICK, children, lambda m: print(m, file=sys.stderr, flush=True))
+        values = tuple(int(v) for v in args.values.split(",")) if args.values else None
         if args.what == "max-records":
-            doc["lines"] = side_by_side(b, args.rounds, "batch", "max_records", (256, 64, 32))
+            doc["lines"] = side_by_side(b, args.rounds, "batch", "max_records", values or (256, 64, 32))
         elif args.what == "max-batch":
-            doc["lines"] = side_by_side(b, args.rounds, "model", "max_batch", (256, 64, 0))
+            doc["lines"] = side_by_side(b, args.rounds, "model", "max_batch", values or (256, 64, 0))
         else:
             doc["lines"] = threads(b, args.rounds, args.rate)
         b.pub.close()
@@ -151,7 +153,7 @@ def main() -> None:
     print("\n".join(doc["lines"]))
     if args.into:
         res = json.loads(args.into.read_text())
-        res.setdefault("side", {})[args.what] = doc
+        res.setdefault("side", {})[args.what + (f" {args.values}" if args.values else "")] = doc
         args.into.write_text(json.dumps(res, indent=1) + "\n")
         args.into.with_suffix(".md").write_text(render(res))
 
