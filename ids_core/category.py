@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from ids_core.preprocess import FeatureTransform, PreprocessSpec, Quantization, SpecError, read_spec_json
+from ids_core.preprocess import (
+    FeatureTransform,
+    PreprocessSpec,
+    Quantization,
+    SpecError,
+    code_lookup,
+    read_spec_json,
+    smoothed_shares,
+)
 
 CATEGORY_SPEC_FORMAT = "edge-ids/category-spec/2"  # /2: the model outputs logits (/1: softmax, refused)
 CATEGORY_SPEC_FORMAT_CODES = "edge-ids/category-spec/3"  # /3: /2 + class codes; written only when there are some
@@ -81,25 +89,15 @@ class ClassCodes:
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, n_classes: int, *, min_count: int, smoothing: float) -> ClassCodes:
         """Codes for the values of ``x`` (one raw column) from the class indexes ``y`` of the same rows."""
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64)
+        y = np.asarray(y, dtype=np.int64)
         prior = np.bincount(y, minlength=n_classes) / max(len(y), 1)
-        finite = np.isfinite(x)
-        values, inverse, counts = np.unique(x[finite], return_inverse=True, return_counts=True)
-        table = np.zeros((len(values), n_classes))
-        np.add.at(table, (inverse, y[finite]), 1.0)
-        keep = counts >= min_count
-        codes = (table[keep] + smoothing * prior) / (counts[keep, None] + smoothing)
-        return cls(values[keep], np.round(codes, 6), np.round(prior, 6))
+        one_hot = np.eye(n_classes)[y]
+        values, codes = smoothed_shares(x, one_hot, prior, min_count=min_count, smoothing=smoothing)
+        return cls(values, np.round(codes, 6), np.round(prior, 6))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Raw values ``(n,)`` → codes ``(n, classes)`` (float64)."""
-        x = np.asarray(x, dtype=np.float64)
-        out = np.tile(self.default, (len(x), 1))
-        if len(self.values):
-            i = np.clip(np.searchsorted(self.values, x), 0, len(self.values) - 1)
-            hit = self.values[i] == x  # NaN and ±inf never match a (finite) value
-            out[hit] = self.codes[i[hit]]
-        return out
+        return code_lookup(self.values, self.codes, self.default, x)
 
     def to_dict(self) -> dict[str, Any]:
         return {"values": self.values.tolist(), "codes": self.codes.tolist(), "default": self.default.tolist()}

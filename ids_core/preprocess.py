@@ -78,6 +78,34 @@ class CategoryEncoder:
         return np.array([lookup.get(str(v), -1) for v in values], dtype=np.float64)
 
 
+def smoothed_shares(
+    x: np.ndarray, targets: np.ndarray, prior: np.ndarray, *, min_count: int, smoothing: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per finite value of column ``x`` seen in at least ``min_count`` rows (ascending), the mean of its rows'
+    ``targets`` ``(n, k)`` smoothed toward ``prior`` ``(k,)``: ``(sum + smoothing * prior) / (count + smoothing)``.
+    What :class:`ValueCodes` (k = 1: malicious) and ``ids_core.category.ClassCodes`` (one column per class) fit."""
+    x, targets = np.asarray(x, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    finite = np.isfinite(x)
+    values, inverse, counts = np.unique(x[finite], return_inverse=True, return_counts=True)
+    sums = np.zeros((len(values), targets.shape[1]))
+    np.add.at(sums, inverse, targets[finite])
+    keep = counts >= min_count
+    return values[keep], (sums[keep] + smoothing * prior) / (counts[keep, None] + smoothing)
+
+
+def code_lookup(values: np.ndarray, codes: np.ndarray, default: Any, x: np.ndarray) -> np.ndarray:
+    """The code of each of ``x`` from a table (``values`` ascending, ``codes`` one row each, shape ``(v, …)``);
+    ``default`` for the values not in it (NaN and ±inf never are)."""
+    x = np.asarray(x, dtype=np.float64)
+    default = np.asarray(default, dtype=np.float64)
+    out = np.broadcast_to(default, (*x.shape, *default.shape)).copy()
+    if len(values):
+        i = np.clip(np.searchsorted(values, x), 0, len(values) - 1)
+        hit = values[i] == x
+        out[hit] = codes[i[hit]]
+    return out
+
+
 @dataclass(frozen=True)
 class ValueCodes:
     """A numeric column whose values are categories (a port, the protocol) → one learned number per value.
@@ -104,24 +132,13 @@ class ValueCodes:
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, *, min_count: int, smoothing: float) -> ValueCodes:
         """Codes for the values of ``x`` (one column) from the binary labels ``y`` of the same rows."""
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
         prior = float(y.mean()) if len(y) else 0.0
-        finite = np.isfinite(x)
-        values, inverse, counts = np.unique(x[finite], return_inverse=True, return_counts=True)
-        malicious = np.bincount(inverse, weights=y[finite], minlength=len(values))
-        keep = counts >= min_count
-        codes = (malicious[keep] + smoothing * prior) / (counts[keep] + smoothing)
-        return cls(tuple(values[keep].tolist()), tuple(codes.tolist()), prior)
+        values, codes = smoothed_shares(x, y[:, None], np.array([prior]), min_count=min_count, smoothing=smoothing)
+        return cls(tuple(values.tolist()), tuple(codes[:, 0].tolist()), prior)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        out = np.full(x.shape, self.default)
-        if self.values:
-            values = np.asarray(self.values)
-            i = np.clip(np.searchsorted(values, x), 0, len(values) - 1)
-            hit = values[i] == x  # NaN and ±inf never match a (finite) value
-            out[hit] = np.asarray(self.codes)[i[hit]]
-        return out
+        return code_lookup(np.asarray(self.values), np.asarray(self.codes), self.default, x)
 
     def to_dict(self) -> dict[str, Any]:
         return {"values": list(self.values), "codes": list(self.codes), "default": self.default}
