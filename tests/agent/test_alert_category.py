@@ -1,5 +1,6 @@
 """The attack category in every alert: the real agent (its category model from the session's quick run) against a
-real Mosquitto, fed the run's held-out test flows over MQTT; alerts for Mirai flows say Mirai."""
+real Mosquitto, fed the run's held-out test flows over MQTT; alerts for Mirai flows say Mirai, and the category of
+every attack alert is right at least 95 % of the time."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from ids_core.preprocess import SpecError  # noqa: E402
 pytest_plugins = ["agent_harness"]
 
 SENSOR = "category-test"
-N_OTHER = 300  # besides every Mirai flow of the test split, this many other test flows
+MIN_ALERT_ACCURACY = 0.95  # issue 13: category accuracy over the flows the model flags (best guess, named or not)
 
 
 def publish(port: int, rows: list[dict], per_message: int = 100) -> None:
@@ -46,8 +47,7 @@ def test_alerts_for_mirai_flows_say_mirai(agents, collector, broker, quick_run):
     spec = CategorySpec.load(quick_run.out_dir / artifacts.CATEGORY_SPEC)
     rows = read_flows(quick_run.out_dir / "test_flows.csv")
     mirai = [r for r in rows if r["Cat"] == "Mirai"]
-    others = [r for r in rows if r["Cat"] != "Mirai"][:N_OTHER]
-    sent = mirai + others
+    sent = mirai + [r for r in rows if r["Cat"] != "Mirai"]  # the whole test split, its Mirai flows first
     assert len(mirai) > 100
     agent = agents.spawn(name="cat")
     publish(broker.port, sent)
@@ -69,6 +69,10 @@ def test_alerts_for_mirai_flows_say_mirai(agents, collector, broker, quick_run):
     right = [s for s, n in confident.items() if truth[s] != "Normal"]
     accuracy = np.mean([confident[s] == truth[s] for s in right])
     assert accuracy >= 0.95, f"confident category accuracy {accuracy:.4f} over {len(right)} attack alerts"
+    best = {s: n.removesuffix(UNCERTAIN).strip() for s, n in named.items() if truth[s] != "Normal"}
+    every = np.mean([n == truth[s] for s, n in best.items()])
+    print(f"category accuracy over all {len(best)} attack alerts {every:.4f}, named plainly {accuracy:.4f}")
+    assert every >= MIN_ALERT_ACCURACY, f"category accuracy {every:.4f} over all {len(best)} attack alerts"
     for s in said_mirai:  # the probability travels in the metadata, at or above the spec's bar when named plainly
         meta = alerts[s][1]["alert"]["metadata"]
         assert spec.min_probability <= float(meta[eve.ATTACK_PROBABILITY][0]) <= 1.0
