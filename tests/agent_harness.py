@@ -367,10 +367,12 @@ class Collector:
         with self._lock:
             return len(self._by_leaf[leaf])
 
-    def quiet_for(self) -> float:
-        """Seconds since the last message arrived (on any topic), or since the start when none has."""
+    def quiet_for(self, *leaves: str) -> float:
+        """Seconds since the last message arrived on one of ``leaves`` (default: any topic; periodic ones such as
+        stats never fall quiet), or since the start when none has."""
         with self._lock:
-            last = max((msgs[-1].at for msgs in self._by_leaf.values() if msgs), default=self._started)
+            chosen = [self._by_leaf[leaf] for leaf in leaves] if leaves else list(self._by_leaf.values())
+            last = max((msgs[-1].at for msgs in chosen if msgs), default=self._started)
         return time.monotonic() - last
 
     # ---------------------------------------------------------------- views
