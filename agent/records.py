@@ -1,15 +1,16 @@
 """Parsing and validation of the flow records the gateway receives over MQTT (the agent's hot path).
 
-A message is UTF-8 JSON: one flow record (an object), an array of them, or a columnar batch (``{"columns":
-[...], "rows": [[...], ...]}``, :mod:`ids_core.flowmessage`; each row becomes the record ``dict(zip(columns,
-row))`` and is then checked exactly as a record is). Keys are IoTID20 column names (``Flow_Byts/s``);
-CICFlowMeter's spellings with spaces (``Flow Byts/s``) are accepted and normalised by replacing spaces with
-underscores. JSON is decoded with ``orjson`` where it is installed and the message is plain JSON, else with the
-standard library (the ``NaN``/``Infinity`` literals, integers beyond 64 bits, a byte order mark or a lone
-surrogate): the results and reasons are the same. :func:`parse_flows` never raises and never drops input
-silently: every record comes back either as a :class:`FlowRecord` or as a :class:`Rejected` with a stable reason
-code (:class:`Reason`), a human detail ("expected … got …") and an excerpt that is safe to republish on a dead-
-letter topic.
+A message is UTF-8 JSON: one flow record (an object), an array of them, or a columnar batch (``{"columns": [...],
+"rows": [[...], ...]}``, :mod:`ids_core.flowmessage`; each row means the record ``dict(zip(columns, row))`` and is
+checked exactly as a record is; a batch whose values are all of the common kind, as a flow meter sends them, is
+checked column by column instead, with the same result and no dict per row). Keys are IoTID20 column names
+(``Flow_Byts/s``); CICFlowMeter's spellings with spaces (``Flow Byts/s``) are accepted and normalised by replacing
+spaces with underscores. JSON is decoded with ``orjson`` where it is installed and the message is plain JSON, else
+with the standard library (the ``NaN``/``Infinity`` literals, integers beyond 64 bits, a byte order mark or a lone
+surrogate): the results and reasons are the same. :func:`parse_flows` never raises and never drops input silently:
+every record comes back either as a :class:`FlowRecord` or as a :class:`Rejected` with a stable reason code
+(:class:`Reason`), a human detail ("expected … got …") and an excerpt that is safe to republish on a dead-letter
+topic.
 
 Decisions (documented contract):
 
@@ -470,10 +471,13 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
         return whole(Reason.INVALID_JSON, f"expected JSON, got {e}")
 
     if (type(doc) is dict or type(doc) is _RepeatedKeys) and COLUMNS_KEY in doc:
-        batch = _columnar(doc, limits)
-        if isinstance(batch, tuple):
-            return whole(*batch)
-        return _parse_records(batch, plan, limits)
+        problem = _columnar_problem(doc, limits)
+        if problem is not None:
+            return whole(*problem)
+        columns, rows = doc[COLUMNS_KEY], doc[ROWS_KEY]
+        if _COLUMNAR_FAST and (accepted := _clean_columnar(columns, rows, plan, limits.max_ident_chars)) is not None:
+            return accepted, []
+        return _parse_records(_as_records(columns, rows), plan, limits)
     if type(doc) is dict or type(doc) is _RepeatedKeys:
         items: list[Any] = [doc]
     elif type(doc) is list:
@@ -520,8 +524,8 @@ class _BadRow(list):
     """A row of a columnar batch that is not an array of one value per column (rejected as ``bad_row``)."""
 
 
-def _columnar(doc: dict[str, Any], limits: RecordLimits) -> list[Any] | tuple[Reason, str]:
-    """The rows of a columnar batch as records (``dict(zip(columns, row))``), or the message's (reason, detail)."""
+def _columnar_problem(doc: dict[str, Any], limits: RecordLimits) -> tuple[Reason, str] | None:
+    """Why a columnar batch is rejected as a whole (reason, detail), or None."""
     if type(doc) is _RepeatedKeys:
         return Reason.DUPLICATE_FIELD, f"key {doc.repeated!r}: expected each key once, got it more than once"
     columns, rows = doc[COLUMNS_KEY], doc.get(ROWS_KEY)
@@ -541,9 +545,113 @@ def _columnar(doc: dict[str, Any], limits: RecordLimits) -> list[Any] | tuple[Re
         return Reason.EMPTY, "expected a flow record or an array of them, got a batch of no rows"
     if len(rows) > limits.max_records:
         return Reason.TOO_MANY_RECORDS, f"expected at most {limits.max_records} records, got {len(rows)}"
+    return None
+
+
+def _as_records(columns: list[str], rows: list[Any]) -> list[Any]:
+    """The rows of a columnar batch as records (``dict(zip(columns, row))``), a malformed row as a :class:`_BadRow`."""
     n = len(columns)
     return [dict(zip(columns, row, strict=True)) if type(row) is list and len(row) == n else _BadRow([row])
             for row in rows]  # fmt: skip
+
+
+_COLUMNAR_FAST = True  # tests turn it off to compare with the record-by-record path
+
+
+def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars: int) -> list[FlowRecord] | None:
+    """A columnar batch checked column by column, when every value is of the common kind; else None.
+
+    The common kind: every row an array of one value per column, every model feature a JSON number, each
+    identifier, categorical and key column present in all rows as a non-empty ASCII string of at most
+    ``max_chars`` (or, for ports, protocol and seq, an integer in range), no column given in both spellings.
+    Such a batch gets exactly the records :func:`_parse_records` would make of it (property-tested), without a
+    dict per row; anything else (including every message with a rejection) returns None and takes that path.
+    """
+    n, m = len(columns), len(rows)
+    if set(map(type, rows)) != {list} or set(map(len, rows)) != {n}:
+        return None
+    names = tuple(map(_SPACES_TO_UNDERSCORES, columns)) if " " in "".join(columns) else tuple(columns)
+    at = {name: j for j, name in enumerate(names)}
+    if len(at) != n:
+        return None  # a column in both spellings: the record path tells whether it matters
+    try:
+        numeric_at = [at[f] for f in plan.numeric]
+        categorical_at = [at[c] for c in plan.categorical]
+    except KeyError:
+        return None
+    cols = list(zip(*rows, strict=True))
+    numeric = [cols[j] for j in numeric_at]
+    if not set(map(type, chain.from_iterable(numeric))) <= _NUM_TYPES:
+        return None
+    try:
+        arr = np.array(numeric, dtype=np.float64).reshape(len(numeric), m).T.copy()
+    except OverflowError:
+        return None
+    ident_names: list[str] = []
+    ident_cols: list[tuple[Any, ...]] = []
+    for col, name, lo, hi in _IDENTS:
+        j = at.get(col)
+        if j is None:
+            continue
+        c = cols[j]
+        if not (_ints_within(c, lo, hi) if hi is not None else _plain_strings(c, max_chars)):
+            return None
+        ident_names.append(name)
+        ident_cols.append(c)
+    cat_cols = [_as_text(cols[j], max_chars) for j in categorical_at]
+    if None in cat_cols:
+        return None
+    keys = [""] * m
+    if plan.key_columns:
+        parts = []
+        for col, name in zip(plan.key_columns, plan.key_ident, strict=True):
+            j = at.get(col)
+            if j is None:
+                parts.append(("",) * m)
+            elif name is not None:  # an identifier, checked above: a string, or an integer shown as text
+                parts.append(cols[j] if type(cols[j][0]) is str else tuple(map(str, cols[j])))
+            elif (text := _as_text(cols[j], max_chars)) is not None:
+                parts.append(text)
+            else:
+                return None
+        keys = list(map("|".join, zip(*parts, strict=True)))
+    idents = _row_dicts(ident_names, ident_cols, m)
+    cats = _row_dicts(plan.categorical, cat_cols, m)
+    if plan.categorical:
+        values = np.full((m, len(plan.features)), np.nan)
+        values[:, plan.num_pos] = arr
+    else:
+        values = arr
+    finite = np.isfinite(arr)
+    nonfinite = [0] * m if finite.all() else (~finite).sum(axis=1).tolist()
+    return [FlowRecord(values[i], idents[i], keys[i], cats[i], i, nonfinite[i]) for i in range(m)]
+
+
+def _row_dicts(names: Sequence[str], cols: Sequence[Sequence[Any]], m: int) -> list[dict[str, Any]]:
+    """One ``{name: value}`` per row of the columns ``cols`` (``m`` empty dicts when there are none)."""
+    if not cols:
+        return [{} for _ in range(m)]
+    return [dict(zip(names, v, strict=True)) for v in zip(*cols, strict=True)]
+
+
+def _ints_within(col: tuple[Any, ...], lo: int, hi: int) -> bool:
+    return set(map(type, col)) == {int} and lo <= min(col) and max(col) <= hi
+
+
+def _plain_strings(col: tuple[Any, ...], max_chars: int) -> bool:
+    """Non-empty ASCII strings of at most ``max_chars``: valid as any text identifier, category or key part."""
+    if set(map(type, col)) != {str}:
+        return False
+    lengths = tuple(map(len, col))
+    return min(lengths) > 0 and max(lengths) <= max_chars and "".join(col).isascii()
+
+
+def _as_text(col: tuple[Any, ...], max_chars: int) -> tuple[str, ...] | None:
+    """A category or key column as text: plain strings as they are, integers as decimals (or None)."""
+    if set(map(type, col)) == {int}:
+        text = tuple(map(str, col))
+        return text if max(map(len, text)) <= max_chars else None
+    return col if _plain_strings(col, max_chars) else None
 
 
 class _RepeatedKeys(dict):

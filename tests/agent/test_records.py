@@ -763,3 +763,87 @@ def stdlib_json() -> Iterator[None]:
         yield
     finally:
         records_module._orjson = saved
+
+
+# --------------------------------------------------------------------------- the columnar fast path
+
+# Values a column may hold: the common kind (which the fast path takes) and its near misses (which it must leave to
+# the record path): empty, non-ASCII, over-long and integer text, integral floats, booleans, nulls, out of range.
+EDGE_VALUES = {
+    "Flow_ID": st.sampled_from(["a-b-1-2-6", "", "é", "x" * 32, "x" * 33, 42, None, 1.5]),
+    "Src_IP": st.sampled_from(["10.0.0.1", "10.0.0.2", "", "\u00e9", "\ud800", 7, None, True]),
+    "Src_Port": st.sampled_from([0, 5000, 65535, 65536, -1, 80.0, "80", None, False]),
+    "Protocol": st.sampled_from([6, 17, 0, 255, 256, 6.0, "6", None]),
+    "Timestamp": st.sampled_from(["25/07/2019 03:25:53 AM", 1564025153, 1.5, "", None]),
+    "seq": st.sampled_from([0, 7, 2**63 - 1, 2**63, -1, 3.0, None]),
+    "sensor": st.sampled_from(["cicflowmeter-1", "m2", "", 5, None]),
+    "vlan": st.sampled_from(["10", 10, 10.0, 10**40, "", None, True]),
+    "Flow_Duration": st.sampled_from([75, 0, -3, 1.5, 2**70, 10**400, math.inf, math.nan, "75", None, True]),
+}
+
+
+@st.composite
+def near_common_batch(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Rows sharing BASE's layout (+ vlan), each column mostly of the common kind, sometimes a near miss."""
+    n = draw(st.integers(1, 5))
+    spaced = draw(st.booleans())
+    varied = draw(st.lists(st.sampled_from(sorted(EDGE_VALUES)), max_size=2, unique=True))
+    rows = []
+    for i in range(n):
+        r = {**BASE, "vlan": "10", "seq": i}
+        for col in varied:
+            r[col] = draw(EDGE_VALUES[col])
+        rows.append({(k.replace("_", " ") if spaced and k == "Flow_Duration" else k): v for k, v in r.items()})
+    return rows
+
+
+def fast_and_slow_agree(rows: list[dict[str, Any]], plan: dict[str, Any], limits: RecordLimits | None) -> None:
+    payload = dumps({"columns": list(rows[0]), "rows": [list(r.values()) for r in rows]})  # NaN/Infinity literals too
+    features = PLAN_FEATURES if plan else FEATURES
+    kw = {**plan, **({"limits": limits} if limits else {})}
+    fast = parse_flows(payload, features, **kw)
+    records_module._COLUMNAR_FAST = False
+    try:
+        slow = parse_flows(payload, features, **kw)
+    finally:
+        records_module._COLUMNAR_FAST = True
+    assert repr(outcome(fast)) == repr(outcome(slow))  # repr: 3 and 3.0 differ in what is published
+
+
+def test_what_the_flow_meter_sends_takes_the_fast_path(sample_csv: Path) -> None:
+    """Real sample rows with identifiers as the flow meter publishes them: checked column by column."""
+    rows = [{"Flow_ID": f"10.0.0.{i % 9}-192.168.0.16-{4000 + i}-80-6", "Src_IP": f"10.0.0.{i % 9}",
+             "Dst_IP": "192.168.0.16", "Timestamp": "25/07/2019 03:25:53 AM", **r, "sensor": "meter1", "seq": i}
+            for i, r in enumerate(csv_rows(sample_csv)[:32])]  # fmt: skip
+    payload = encode(rows, columnar=True)
+    doc = json.loads(payload)
+    features = [c for c in NUMERIC_COLUMNS if c not in ("Src_Port", "Dst_Port", "Protocol")][:40]
+    for categorical, keys in (((), ()), (("Src_Port", "Dst_Port", "Protocol"), ("Src_IP",))):
+        plan = records_module._plan(tuple(features) + categorical, frozenset(categorical), keys)
+        fast = records_module._clean_columnar(doc["columns"], doc["rows"], plan, 256)
+        assert fast is not None and len(fast) == 32
+        slow = parse_flows(payload, features + list(categorical), categorical=categorical, key_columns=keys)
+        assert outcome((fast, [])) == outcome(slow)
+
+
+@SETTINGS
+@given(near_common_batch(), st.sampled_from([{}, PLAN]), st.sampled_from([None, TIGHT]))
+def test_columnar_fast_path_gives_what_the_record_path_gives(
+    rows: list[dict[str, Any]], plan: dict[str, Any], limits: RecordLimits | None
+) -> None:
+    fast_and_slow_agree(rows, plan, limits)
+
+
+@pytest.mark.parametrize("plan", [{}, PLAN], ids=["plain", "categorical+key"])
+@pytest.mark.parametrize("limits", [None, TIGHT], ids=["default", "tight"])
+def test_every_near_miss_alone_gives_what_the_record_path_gives(
+    plan: dict[str, Any], limits: RecordLimits | None
+) -> None:
+    """Each edge value of each column, in the second of three otherwise common rows, and in all three."""
+    for col, values in EDGE_VALUES.items():
+        for value in values.wrapped_strategy.elements if hasattr(values, "wrapped_strategy") else values.elements:
+            for where in ([1], [0, 1, 2]):
+                rows = [{**BASE, "vlan": "10", "seq": i} for i in range(3)]
+                for i in where:
+                    rows[i][col] = value
+                fast_and_slow_agree(rows, plan, limits)
