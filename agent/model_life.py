@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import yaml
@@ -28,17 +28,18 @@ import yaml
 from agent import __version__
 from agent.category import CategoryMismatchError
 from agent.config import AgentConfig
-from agent.install import Installer
 from agent.probation import Probation
 from agent.scorer import ModelMismatchError, Scorer
 from agent.slots import SlotStore
 from firmware_bundle.errors import BadConfigError
-from firmware_bundle.keys import load_public_key
 from firmware_bundle.limits import Limits
 from ids_core import artifacts
 from ids_core.interpreter import ModelLoadError
 from ids_core.preprocess import SpecError
 from ids_core.typedconfig import ConfigError, build
+
+if TYPE_CHECKING:
+    from agent.install import Installer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ class ModelLife:
         self._watch: tuple[Scorer, Probation] | None = (self.scorer, probation) if probation else None
 
     def _make_installer(self, cfg: AgentConfig) -> Installer:
+        # imported here: the bundle machinery (cryptography, tarfile) costs ~10 MB of RSS, paid only when enabled
+        from agent.install import Installer
+        from firmware_bundle.keys import load_public_key
+
         return Installer(
             SlotStore(cfg.state_path / "models"),
             trusted_keys=[load_public_key(p) for p in cfg.bundle.public_keys],
