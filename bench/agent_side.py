@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Side measurements on a finished ``bench/agent.py`` run's models: T=62 settings side by side.
 
-Usage: ``python bench/agent_side.py WORKDIR {max-records,max-batch,threads} [--rounds N] [--rate R] [--into JSON]``
+Usage: ``python bench/agent_side.py WORKDIR WHAT [--rounds N] [--values A,B,C] [--rate R] [--into JSON]``
 
 ``WORKDIR`` is the ``--workdir`` of a full ``bench/agent.py`` run (its SYNTHETIC flows and random-init models);
-Mosquitto, the publisher and the subscriber are that benchmark's own (``agent_trial.Bench``).
+Mosquitto, the publisher and the subscriber are that benchmark's own (``agent_trial.Bench``). ``WHAT``:
 
 - ``max-records``: T=62 agents with ``batch.max_records`` 256 (shipped), 64 and 32 on the agents' core; saturating
   bursts (columnar batches of 32, then one record per message), interleaved: flows per agent CPU-s and VmHWM.
 - ``max-batch``: the same with ``model.max_batch`` 256, 64 and 0 (auto: 33 windows per interpreter call at T=62)
   and ``batch.max_records`` 256.
+- ``malloc-arenas``: the same with glibc's ``MALLOC_ARENA_MAX`` unset (0), 2 and 1 in the daemon's environment.
 - ``threads``: T=62 agents with ``model.threads`` 1 (on the agents' core) and 2 (on every core), max_wait 5 ms, one
   record per message at ``--rate`` for 10 s, interleaved: publish → verdict latency.
 
@@ -44,11 +45,15 @@ from benchlib import vm  # noqa: E402
 def _agent(b: Bench, gateway: str, cores: str, wait_ms: float, **settings: tuple[str, int]) -> AgentProc:
     cfg = _agent_config(b.workdir, gateway, b.workdir / "T62" / "int8", b.port, wait_ms, False)
     doc = yaml.safe_load(cfg.read_text())
+    env = []
     for section, (key, value) in settings.items():
-        doc[section][key] = value
+        if section == "env":  # an environment variable of the daemon (0: unset)
+            env += [f"{key}={value}"] if value else []
+        else:
+            doc[section][key] = value
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     log = cfg.parent / "agent.log"
-    cmd = ["taskset", "-c", cores, sys.executable, "-m", "agent.daemon", "--config", str(cfg)]
+    cmd = ["env", *env, "taskset", "-c", cores, sys.executable, "-m", "agent.daemon", "--config", str(cfg)]
     return AgentProc("int8", 62, gateway, b.children.start(gateway, cmd, log), log)
 
 
@@ -75,8 +80,9 @@ def side_by_side(b: Bench, rounds: int, section: str, key: str, values: tuple[in
         rows.append(
             [str(n), f"{c:,.0f} ({c / base:.2f}×)", f"{o:,.0f}", f"{idle[n]:.1f}", f"{vm(a.proc.pid)['VmHWM']:.1f}"]
         )
-    head = [f"{section}.{key}", f"flows per agent CPU-s, columnar 32 (÷ {values[0]})", "one record/msg",
-            "VmHWM idle MB", "VmHWM after"]  # fmt: skip
+    setting = f"env {key}" if section == "env" else f"{section}.{key}"
+    head = [setting, f"flows per agent CPU-s, columnar 32 (÷ {values[0]})", "one record/msg", "VmHWM idle MB",
+            "VmHWM after"]  # fmt: skip
     return [
         f"T=62 agents side by side, saturating bursts ({rounds} rounds interleaved: 4,096 flows in columnar batches of "
         "32, then 2,048 flows one record per message), all on the agents' core:",
@@ -123,7 +129,7 @@ def threads(b: Bench, rounds: int, rate: float) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workdir", type=Path)
-    ap.add_argument("what", choices=("max-records", "max-batch", "threads"))
+    ap.add_argument("what", choices=("max-records", "max-batch", "malloc-arenas", "threads"))
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--values", help="the settings compared, e.g. 256,32,16 (default 256,64,32 / 256,64,0)")
     ap.add_argument("--rate", type=float, default=1720.0, help="flows/s for 'threads' (half of the T=62 max)")
@@ -144,6 +150,8 @@ def main() -> None:
             doc["lines"] = side_by_side(b, args.rounds, "batch", "max_records", values or (256, 64, 32))
         elif args.what == "max-batch":
             doc["lines"] = side_by_side(b, args.rounds, "model", "max_batch", values or (256, 64, 0))
+        elif args.what == "malloc-arenas":
+            doc["lines"] = side_by_side(b, args.rounds, "env", "MALLOC_ARENA_MAX", values or (0, 2, 1))
         else:
             doc["lines"] = threads(b, args.rounds, args.rate)
         b.pub.close()
