@@ -12,7 +12,8 @@ that load from other processes hits them alike:
 * this checkout on messages written with a space before each colon (the repeated-key check cannot vouch for
   them, so they are parsed a second time with the pairs hook);
 * this checkout with the standard library's decoder only (the agent where orjson is not installed);
-* this checkout on columnar batches (``ids_core.flowmessage``: column names once), with orjson and without.
+* this checkout on columnar batches (``ids_core.flowmessage``: column names once), with orjson and without, beside
+  ``orjson.loads`` alone (their floor) and the baseline on the same batches.
 
 ``python bench/records_parse.py --baseline d0a2f20 [--per-message 1]`` prints a markdown table (CPU µs per
 record, min and median over the rounds) and writes nothing.
@@ -114,6 +115,10 @@ def main() -> int:
     cases["parse_flows now, 1 zero-duration flow per message"] = (lambda p: parse_flows(p, FEATURES), zero)
     cases["parse_flows now, ' : ' separators (pairs-hook re-parse)"] = (lambda p: parse_flows(p, FEATURES), spaced)
     cases["parse_flows now, standard-library json only"] = (stdlib_parse, plain)
+    if fast is not None:
+        cases["orjson.loads alone, columnar batches"] = (fast.loads, batches)
+    if args.baseline:
+        cases[f"parse_flows before ({args.baseline}), columnar batches"] = (lambda p: base(p, FEATURES), batches)
     cases["parse_flows now, columnar batches"] = (lambda p: parse_flows(p, FEATURES), batches)
     cases["parse_flows now, columnar batches, standard-library json only"] = (stdlib_parse, batches)
     cases["parse_flows now, columnar, 1 zero-duration flow per message"] = (
