@@ -738,13 +738,26 @@ def test_orjson_and_the_standard_library_give_the_same_results(value: Any, as_ba
         b'{"Flow_Duration": 1, "Flow_Byts/s": NaN, "Tot_Fwd_Pkts": Infinity, "seq": 1}',
         b'{"Flow_Duration": 1, "Flow_Byts/s": 1e400, "Tot_Fwd_Pkts": 2, "seq": 1}',
         b'{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3, "seq": 18446744073709551616}',
+        b'{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3, "seq": -9223372036854775809}',
+        b"[-9223372036854775809]",
         b'{"Flow_Duration": 12345678901234567890123, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3}',
         b'\xef\xbb\xbf{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3}',
         b'{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3, "Src_IP": "\\ud800"}',
         b'[{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3, "seq": 1, "seq": 2}]',
         b'{"Flow_Duration": 1, "Flow_Byts/s": 2, "Tot_Fwd_Pkts": 3,',
     ],
-    ids=["nonfinite_literals", "overflow", "seq_beyond_64_bits", "long_integer", "bom", "surrogate", "repeat", "cut"],
+    ids=[
+        "nonfinite_literals",
+        "overflow",
+        "seq_beyond_64_bits",
+        "seq_below_int64",
+        "below_int64",
+        "long_integer",
+        "bom",
+        "surrogate",
+        "repeat",
+        "cut",
+    ],
 )
 def test_what_orjson_refuses_or_reads_differently_is_decided_by_json(payload: bytes) -> None:
     pytest.importorskip("orjson")
