@@ -348,7 +348,7 @@ def _getter(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]
     return itemgetter(*names)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity (plans come from the cache of _plan)
 class _Plan:
     """Everything about a (features, categorical, key_columns) triple that does not depend on data."""
 
@@ -558,6 +558,37 @@ def _as_records(columns: list[str], rows: list[Any]) -> list[Any]:
 
 
 _COLUMNAR_FAST = True  # tests turn it off to compare with the record-by-record path
+_COLUMNAR_FAST_MIN_ROWS = 6  # below, the record path costs less (measured: `bench/results/records_parse.md`)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a columnar batch's columns hold what a plan reads (indexes into the row)."""
+
+    numeric: tuple[int, ...]
+    categorical: tuple[int, ...]
+    idents: tuple[tuple[int, str, int | None, int | None], ...]  # (index, ident name, lo, hi) of those present
+    keys: tuple[tuple[int | None, bool], ...]  # per key column: its index (None: absent), whether an identifier
+
+
+def _layout(columns: tuple[str, ...], plan: _Plan) -> _Layout | None:
+    """The batch's layout for ``plan``, or None when a column we read is absent or given in both spellings."""
+    names = tuple(map(_SPACES_TO_UNDERSCORES, columns)) if " " in "".join(columns) else columns
+    at = {name: j for j, name in enumerate(names)}
+    if len(at) != len(names):
+        return None  # a column in both spellings: the record path tells whether it matters
+    try:
+        numeric = tuple(at[f] for f in plan.numeric)
+        categorical = tuple(at[c] for c in plan.categorical)
+    except KeyError:
+        return None
+    idents = tuple((at[col], name, lo, hi) for col, name, lo, hi in _IDENTS if col in at)
+    keys = tuple((at.get(col), name is not None) for col, name in zip(plan.key_columns, plan.key_ident, strict=True))
+    return _Layout(numeric, categorical, idents, keys)
+
+
+_layout_cached = lru_cache(maxsize=16)(_layout)  # a publisher sends one layout; at most 16 × 8 kB of names kept
+_CACHED_NAMES_CHARS = 8192
 
 
 def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars: int) -> list[FlowRecord] | None:
@@ -570,19 +601,15 @@ def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars:
     dict per row; anything else (including every message with a rejection) returns None and takes that path.
     """
     n, m = len(columns), len(rows)
-    if set(map(type, rows)) != {list} or set(map(len, rows)) != {n}:
+    if m < _COLUMNAR_FAST_MIN_ROWS or set(map(type, rows)) != {list} or set(map(len, rows)) != {n}:
         return None
-    names = tuple(map(_SPACES_TO_UNDERSCORES, columns)) if " " in "".join(columns) else tuple(columns)
-    at = {name: j for j, name in enumerate(names)}
-    if len(at) != n:
-        return None  # a column in both spellings: the record path tells whether it matters
-    try:
-        numeric_at = [at[f] for f in plan.numeric]
-        categorical_at = [at[c] for c in plan.categorical]
-    except KeyError:
+    names = tuple(columns)
+    small = sum(map(len, names)) <= _CACHED_NAMES_CHARS
+    layout = _layout_cached(names, plan) if small else _layout(names, plan)
+    if layout is None:
         return None
     cols = list(zip(*rows, strict=True))
-    numeric = [cols[j] for j in numeric_at]
+    numeric = [cols[j] for j in layout.numeric]
     if not set(map(type, chain.from_iterable(numeric))) <= _NUM_TYPES:
         return None
     try:
@@ -591,26 +618,22 @@ def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars:
         return None
     ident_names: list[str] = []
     ident_cols: list[tuple[Any, ...]] = []
-    for col, name, lo, hi in _IDENTS:
-        j = at.get(col)
-        if j is None:
-            continue
+    for j, name, lo, hi in layout.idents:
         c = cols[j]
         if not (_ints_within(c, lo, hi) if hi is not None else _plain_strings(c, max_chars)):
             return None
         ident_names.append(name)
         ident_cols.append(c)
-    cat_cols = [_as_text(cols[j], max_chars) for j in categorical_at]
+    cat_cols = [_as_text(cols[j], max_chars) for j in layout.categorical]
     if None in cat_cols:
         return None
     keys = [""] * m
-    if plan.key_columns:
+    if layout.keys:
         parts = []
-        for col, name in zip(plan.key_columns, plan.key_ident, strict=True):
-            j = at.get(col)
+        for j, is_ident in layout.keys:
             if j is None:
                 parts.append(("",) * m)
-            elif name is not None:  # an identifier, checked above: a string, or an integer shown as text
+            elif is_ident:  # an identifier, checked above: a string, or an integer shown as text
                 parts.append(cols[j] if type(cols[j][0]) is str else tuple(map(str, cols[j])))
             elif (text := _as_text(cols[j], max_chars)) is not None:
                 parts.append(text)
@@ -618,7 +641,7 @@ def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars:
                 return None
         keys = list(map("|".join, zip(*parts, strict=True)))
     idents = _row_dicts(ident_names, ident_cols, m)
-    cats = _row_dicts(plan.categorical, cat_cols, m)
+    cats = _row_dicts(plan.categorical, cat_cols, m)  # type: ignore[arg-type]
     if plan.categorical:
         values = np.full((m, len(plan.features)), np.nan)
         values[:, plan.num_pos] = arr

@@ -798,7 +798,7 @@ EDGE_VALUES = {
 @st.composite
 def near_common_batch(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Rows sharing BASE's layout (+ vlan), each column mostly of the common kind, sometimes a near miss."""
-    n = draw(st.integers(1, 5))
+    n = draw(st.integers(records_module._COLUMNAR_FAST_MIN_ROWS, records_module._COLUMNAR_FAST_MIN_ROWS + 3))
     spaced = draw(st.booleans())
     varied = draw(st.lists(st.sampled_from(sorted(EDGE_VALUES)), max_size=2, unique=True))
     rows = []
@@ -852,11 +852,18 @@ def test_columnar_fast_path_gives_what_the_record_path_gives(
 def test_every_near_miss_alone_gives_what_the_record_path_gives(
     plan: dict[str, Any], limits: RecordLimits | None
 ) -> None:
-    """Each edge value of each column, in the second of three otherwise common rows, and in all three."""
+    """Each edge value of each column, in the second of otherwise common rows, and in all of them."""
+    n = records_module._COLUMNAR_FAST_MIN_ROWS  # the fewest the fast path takes
+    common = [{**BASE, "vlan": "10", "seq": i} for i in range(n)]
+    features = PLAN_FEATURES if plan else FEATURES
+    layout = records_module._plan(features, frozenset(plan.get("categorical", ())), plan.get("key_columns", ()))
+    max_chars = (limits or RecordLimits()).max_ident_chars
+    taken = records_module._clean_columnar(list(common[0]), [list(r.values()) for r in common], layout, max_chars)
+    assert taken is not None and len(taken) == n  # the rows all near misses start from take the fast path
     for col, values in EDGE_VALUES.items():
         for value in values.wrapped_strategy.elements if hasattr(values, "wrapped_strategy") else values.elements:
-            for where in ([1], [0, 1, 2]):
-                rows = [{**BASE, "vlan": "10", "seq": i} for i in range(3)]
+            for where in ([1], range(n)):
+                rows = [{**BASE, "vlan": "10", "seq": i} for i in range(n)]
                 for i in where:
                     rows[i][col] = value
                 fast_and_slow_agree(rows, plan, limits)
