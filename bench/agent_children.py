@@ -46,15 +46,18 @@ def raw_worker(workdir: Path) -> None:
 
 
 def rss_probe(workdir: Path) -> dict[str, dict[str, float]]:
-    """VmHWM/VmRSS of a fresh process after each step the T=62 agent takes: imports, model load, batch 256."""
+    """VmHWM/VmRSS of a fresh process after each step the T=62 agent takes: imports, model load, batch 256 (in
+    the interpreter calls of the agent's default ``model.max_batch``; bundles off, the default)."""
     stages = {"python + numpy": vm()}
     from ids_core.interpreter import TFLiteModel
 
     stages["+ interpreter import"] = vm()
     import agent.daemon  # noqa: F401  (paho, sqlite, the pipeline)
+    from agent.config import AgentConfig
 
     stages["+ agent modules"] = vm()
-    m = TFLiteModel(workdir / "T62" / "int8" / "model_int8.tflite", num_threads=1)
+    max_batch = AgentConfig().model.max_batch
+    m = TFLiteModel(workdir / "T62" / "int8" / "model_int8.tflite", num_threads=1, max_batch=max_batch)
     stages["+ T=62 int8 model loaded (XNNPACK)"] = vm()
     x = np.array(np.load(workdir / "T62" / "raw_windows.npy", mmap_mode="r")[:MAX_RECORDS])
     m.predict(x[:1])

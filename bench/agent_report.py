@@ -40,11 +40,11 @@ def _header(res: dict[str, Any]) -> list[str]:
         + (" with uncommitted changes under bench/" if m.get("bench_uncommitted") and not m.get("bench_commit") else "")
         + ".",
         f"- Load average (1/5/15 min): before {res['loadavg_before']}, after {res['loadavg_after']}; "
-        f"{_load_range(res)}. The machine was shared with other helpers' work (model training, test runs): the "
-        f"agents and the raw interpreter are pinned to core {res['cores']['agents_and_raw']}, Mosquitto, publisher "
-        f"and subscriber to core {res['cores']['broker_publisher_subscriber']}, other processes ran on both. "
-        "**Absolute rates and latencies are pessimistic; the per-CPU-second columns and the ratios, measured side "
-        "by side in this run, are the comparison to trust.** The *before* numbers are the previous run of this "
+        f"{_load_range(res)}. The agents and the raw interpreter are pinned to core "
+        f"{res['cores']['agents_and_raw']}, Mosquitto, publisher and subscriber to core "
+        f"{res['cores']['broker_publisher_subscriber']}; other processes of the (shared) VM may run on both. "
+        "**Absolute rates move with the VM from run to run; the per-CPU-second columns and the ratios, measured "
+        "side by side in this run, are the comparison to trust.** The *before* numbers are the previous run of this "
         f"benchmark ({OLD['when']}, a quiet machine, before columnar batches, orjson, the alert-storm work and the "
         "hoisted T=62 graph).",
         f"- Data: **SYNTHETIC** flows (`trainer.synthetic`, full IoTID20 layout, {prep['flows']:,} rows, "
@@ -235,10 +235,11 @@ def render(res: dict[str, Any]) -> str:
     titles = {
         "max-records": "T=62 memory: `batch.max_records`",
         "max-batch": "T=62 memory: `model.max_batch` (0 = auto, the default since)",
+        "malloc-arenas": "T=62 memory: glibc's `MALLOC_ARENA_MAX`",
         "threads": "T=62 latency: `model.threads: 2`",
     }
     for name, side in res.get("side", {}).items():  # bench/agent_side.py, on this run's models after the run
-        lines += [f"## Side measurement after the run — {titles.get(name, name)}", "",
+        lines += [f"## Side measurement after the run — {titles.get(name.split()[0], name)}", "",
                   f"`{side['command']}` (WORKDIR: this run's), {side['date']}, git {side['git']}, load average "
                   f"{side['loadavg']} → {side.get('loadavg_after')}.", "", *side["lines"], ""]  # fmt: skip
     return "\n".join(lines)
