@@ -85,7 +85,7 @@ class ModelLife:
         self._watch: tuple[Scorer, Probation] | None = (self.scorer, probation) if probation else None
 
     def _make_installer(self, cfg: AgentConfig) -> Installer:
-        # imported here: the bundle machinery (cryptography, tarfile) costs ~10 MB of RSS, paid only when enabled
+        # imported here: the bundle machinery (cryptography, tarfile) costs ~8 MB of RSS, paid only when enabled
         from agent.install import Installer
         from firmware_bundle.keys import load_public_key
 
