@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,12 @@ from agent.records import (
     flow_record_schema,
     parse_flows,
 )
+from flowmeter.meter import FlowMeter
+from flowmeter.pcapfile import read_capture
+from flowmeter.publisher import RecordBatcher
+from flowmeter.settings import MeterSettings
 from ids_core.flowmessage import encode
+from ids_core.outbox import Outbox
 from ids_core.preprocess import window_key
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "agent" / "schema" / "flow_record.schema.json"
@@ -823,20 +829,44 @@ def fast_and_slow_agree(rows: list[dict[str, Any]], plan: dict[str, Any], limits
     assert repr(outcome(fast)) == repr(outcome(slow))  # repr: 3 and 3.0 differ in what is published
 
 
-def test_what_the_flow_meter_sends_takes_the_fast_path(sample_csv: Path) -> None:
-    """Real sample rows with identifiers as the flow meter publishes them: checked column by column."""
-    rows = [{"Flow_ID": f"10.0.0.{i % 9}-192.168.0.16-{4000 + i}-80-6", "Src_IP": f"10.0.0.{i % 9}",
-             "Dst_IP": "192.168.0.16", "Timestamp": "25/07/2019 03:25:53 AM", **r, "sensor": "meter1", "seq": i}
-            for i, r in enumerate(csv_rows(sample_csv)[:32])]  # fmt: skip
-    payload = encode(rows, columnar=True)
-    doc = json.loads(payload)
-    features = [c for c in NUMERIC_COLUMNS if c not in ("Src_Port", "Dst_Port", "Protocol")][:40]
+SHARED = Path(os.environ.get("IOTIDS_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
+PCAPS = sorted(p for p in (SHARED / "pcaps").glob("*.pcap*") if p.is_file())
+
+
+@pytest.mark.skipif(not PCAPS, reason=f"no shared pcaps in {SHARED / 'pcaps'}")
+def test_what_the_flow_meter_publishes_takes_the_fast_path(tmp_path: Path) -> None:
+    """The real meter on the shared captures and its real publisher (messages of up to 32 records): every message
+    parses as the record path parses it, and those of 6 rows or more are checked column by column."""
+    records: list[dict[str, Any]] = []
+    for pcap in PCAPS:
+        meter = FlowMeter(MeterSettings(), records.append)
+        for ts, frame, linktype in read_capture(pcap):
+            meter.packet(ts, frame, linktype)
+        meter.flush()
+    outbox = Outbox(tmp_path / "outbox.sqlite", 100_000)
+    batcher = RecordBatcher(outbox, topic="flows", sensor="meter1", max_records=32)
+    for r in records:
+        batcher.add(r)
+    batcher.flush()
+    payloads = [m.payload for m in outbox.pending(100_000)]
+    features = [c for c in NUMERIC_COLUMNS if c not in ("Src_Port", "Dst_Port", "Protocol")][:59]
+    taken = 0
     for categorical, keys in (((), ()), (("Src_Port", "Dst_Port", "Protocol"), ("Src_IP",))):
-        plan = records_module._plan(tuple(features) + categorical, frozenset(categorical), keys)
-        fast = records_module._clean_columnar(doc["columns"], doc["rows"], plan, 256)
-        assert fast is not None and len(fast) == 32
-        slow = parse_flows(payload, features + list(categorical), categorical=categorical, key_columns=keys)
-        assert outcome((fast, [])) == outcome(slow)
+        plan = records_module._plan((*features, *categorical), frozenset(categorical), keys)
+        kw = {"categorical": categorical, "key_columns": keys}
+        for payload in payloads:
+            fast = parse_flows(payload, [*features, *categorical], **kw)
+            records_module._COLUMNAR_FAST = False
+            try:
+                slow = parse_flows(payload, [*features, *categorical], **kw)
+            finally:
+                records_module._COLUMNAR_FAST = True
+            assert repr(outcome(fast)) == repr(outcome(slow)) and not fast[1], fast[1][:1]
+            doc = json.loads(payload)  # NaN/Infinity literals included
+            if len(doc["rows"]) >= records_module._COLUMNAR_FAST_MIN_ROWS:
+                assert records_module._clean_columnar(doc["columns"], doc["rows"], plan, 256) is not None
+                taken += len(doc["rows"])
+    assert len(records) > 500 and taken >= 1.5 * len(records)  # most records came in messages the fast path took
 
 
 @SETTINGS
