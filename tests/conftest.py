@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("IOTID20_DATA_DIR", REPO.parent / "shared" / "data" / "iotid20"))
 SAMPLE_CSV = SHARED_DATA / "iotid20_2000.csv"
 FULLSCHEMA_CSV = SHARED_DATA / "iotid20_head5_fullschema.csv"
+SHARED = Path(os.environ.get("IOTIDS_SHARED_DIR", REPO.parent / "shared"))
+SHARED_PCAPS = sorted(p for p in (SHARED / "pcaps").glob("*.pcap*") if p.is_file())  # Zeek's and Suricata's captures
 
 
 @pytest.fixture(scope="session")

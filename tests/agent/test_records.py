@@ -7,13 +7,13 @@ import csv
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import SHARED, SHARED_PCAPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -836,16 +836,12 @@ def record_path_only() -> Iterator[None]:
         records_module._COLUMNAR_FAST = True
 
 
-SHARED = Path(os.environ.get("IOTIDS_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-PCAPS = sorted(p for p in (SHARED / "pcaps").glob("*.pcap*") if p.is_file())
-
-
-@pytest.mark.skipif(not PCAPS, reason=f"no shared pcaps in {SHARED / 'pcaps'}")
+@pytest.mark.skipif(not SHARED_PCAPS, reason=f"no shared pcaps in {SHARED / 'pcaps'}")
 def test_what_the_flow_meter_publishes_takes_the_fast_path(tmp_path: Path) -> None:
     """The real meter on the shared captures and its real publisher (messages of up to 32 records): every message
     parses as the record path parses it, and those of 6 rows or more are checked column by column."""
     records: list[dict[str, Any]] = []
-    for pcap in PCAPS:
+    for pcap in SHARED_PCAPS:
         meter = FlowMeter(MeterSettings(), records.append)
         for ts, frame, linktype in read_capture(pcap):
             meter.packet(ts, frame, linktype)

@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_PCAPS
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("IOTIDS_SHARED_DIR", REPO.parent / "shared"))
 
 
-@pytest.mark.skipif(not any((SHARED / "pcaps").glob("*.pcap*")), reason="no shared pcaps")
+@pytest.mark.skipif(not SHARED_PCAPS, reason="no shared pcaps")
 def test_quick_bench_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "results"
     work = tmp_path / "work"

@@ -3,13 +3,12 @@ leaves its orientation, so the key's next flow keeps the old Src/Dst as the refe
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
+from conftest import SHARED, SHARED_PCAPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pcap_craft import ACK, FIN, PSH, RST, SYN, T0, ether, icmp_echo, ipv4, ipv6, tcp, udp, udp4
@@ -20,8 +19,6 @@ from flowmeter.meter import FlowMeter
 from flowmeter.pcapfile import read_capture
 from flowmeter.settings import TIMEOUT_PRESETS, MeterSettings
 
-SHARED = Path(os.environ.get("IOTIDS_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-PCAPS = sorted(p for p in (SHARED / "pcaps").glob("*.pcap*") if p.is_file())
 A, B = "10.0.0.1", "10.0.0.2"
 Packets = Sequence[tuple[int, bytes, int]]
 
@@ -112,14 +109,14 @@ def tcp4_(src: str, dst: str, sport: int, dport: int, flags: int) -> bytes:
     return ether(ipv4(src, dst, 6, tcp(sport, dport, flags)))
 
 
-@pytest.mark.skipif(not PCAPS, reason=f"no shared pcaps in {SHARED / 'pcaps'}")
+@pytest.mark.skipif(not SHARED_PCAPS, reason=f"no shared pcaps in {SHARED / 'pcaps'}")
 @pytest.mark.parametrize("preset", list(TIMEOUT_PRESETS))
 @pytest.mark.parametrize("every", [1, 3, 50])
 def test_shared_pcaps_with_expiry_equal_without(preset: str, every: int) -> None:
     flow, activity = TIMEOUT_PRESETS[preset]
     s = MeterSettings(flow_timeout_us=flow, activity_timeout_us=activity)
     differs = 0
-    for pcap in PCAPS:
+    for pcap in SHARED_PCAPS:
         packets = [(ts, bytes(frame), lt) for ts, frame, lt in read_capture(pcap)]
         plain = run(packets, s)
         assert rows(run(packets, s, set(range(0, len(packets), every)))) == rows(plain), pcap.name
