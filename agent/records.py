@@ -642,14 +642,20 @@ def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars:
         keys = list(map("|".join, zip(*parts, strict=True)))
     idents = _row_dicts(ident_names, ident_cols, m)
     cats = _row_dicts(plan.categorical, cat_cols, m)  # type: ignore[arg-type]
+    values, nonfinite = _feature_rows(arr, plan)
+    return [FlowRecord(values[i], idents[i], keys[i], cats[i], i, nonfinite[i]) for i in range(m)]
+
+
+def _feature_rows(arr: np.ndarray, plan: _Plan) -> tuple[np.ndarray, list[int]]:
+    """The numeric features ``arr`` ``(n, numeric)`` as model rows ``(n, features)`` (NaN at the categorical
+    positions) and each row's count of non-finite values (scored by the non-finite rule, counted for the stats)."""
     if plan.categorical:
-        values = np.full((m, len(plan.features)), np.nan)
+        values = np.full((len(arr), len(plan.features)), np.nan)
         values[:, plan.num_pos] = arr
     else:
         values = arr
     finite = np.isfinite(arr)
-    nonfinite = [0] * m if finite.all() else (~finite).sum(axis=1).tolist()
-    return [FlowRecord(values[i], idents[i], keys[i], cats[i], i, nonfinite[i]) for i in range(m)]
+    return values, [0] * len(arr) if finite.all() else (~finite).sum(axis=1).tolist()
 
 
 def _row_dicts(names: Sequence[str], cols: Sequence[Sequence[Any]], m: int) -> list[dict[str, Any]]:
@@ -820,18 +826,9 @@ def _parse_records(items: list[Any], plan: _Plan, limits: RecordLimits) -> tuple
         pending = keep
         arr = np.array(floats, dtype=np.float64).reshape(len(keep), len(plan.numeric))
 
-    finite = np.isfinite(arr)
-    nonfinite = None if finite.all() else (~finite).sum(axis=1).tolist()  # scored by the rule, counted here
-
-    if categorical:
-        values = np.full((len(arr), len(plan.features)), np.nan)
-        values[:, plan.num_pos] = arr
-    else:
-        values = arr
-    accepted = [FlowRecord(values[j], ident, key, cats, i) for j, (i, _, ident, cats, key) in enumerate(pending)]
-    if nonfinite is not None:
-        for record, n in zip(accepted, nonfinite, strict=True):
-            record.nonfinite = n
+    values, nonfinite = _feature_rows(arr, plan)
+    accepted = [FlowRecord(values[j], ident, key, cats, i, nonfinite[j])
+                for j, (i, _, ident, cats, key) in enumerate(pending)]  # fmt: skip
     if rejected:
         rejected.sort(key=lambda r: r.index if r.index is not None else -1)
     return accepted, rejected
