@@ -89,15 +89,12 @@ class Direction:
         self.m1, self.m2, self.min, self.max = _step(n, self.m1, self.m2, self.min, self.max, p)
         self.sum += p
         iat = ts - self.last
-        m = n - 1
-        if m == 1:
-            self.iat_m1 = float(iat)
-            self.iat_sum = self.iat_min = self.iat_max = iat
-        else:
-            self.iat_m1, self.iat_m2, self.iat_min, self.iat_max = _step(
-                m, self.iat_m1, self.iat_m2, self.iat_min, self.iat_max, iat
-            )
-            self.iat_sum += iat
+        if n == 2:  # the first gap: min and max start at it (Welford's first step needs no special case)
+            self.iat_min = self.iat_max = iat
+        self.iat_m1, self.iat_m2, self.iat_min, self.iat_max = _step(
+            n - 1, self.iat_m1, self.iat_m2, self.iat_min, self.iat_max, iat
+        )
+        self.iat_sum += iat
         self.last = ts
 
     def put_lengths(self, r: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -194,13 +191,11 @@ class Flow:
             self.bwin = window  # quirk 5: Init_Bwd_Win_Byts is the last backward packet's window
         iat = ts - self.last
         m = fwd.n + bwd.n - 1
-        if m == 1:
-            self.iat_m1 = float(iat)
+        if m == 1:  # the flow's first gap: min and max start at it
             self.iat_min = self.iat_max = iat
-        else:
-            self.iat_m1, self.iat_m2, self.iat_min, self.iat_max = _step(
-                m, self.iat_m1, self.iat_m2, self.iat_min, self.iat_max, iat
-            )
+        self.iat_m1, self.iat_m2, self.iat_min, self.iat_max = _step(
+            m, self.iat_m1, self.iat_m2, self.iat_min, self.iat_max, iat
+        )
         self.last = ts
 
     def _idle_gap(self, ts: int) -> None:
