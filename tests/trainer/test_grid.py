@@ -178,7 +178,9 @@ def test_killed_grid_resumes_without_repeating_finished_trials(tmp_path: Path) -
     out = tmp_path / "grid"
     trials_log = out / TRIALS_LOG
     ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a 107-byte limit
-    env = {**os.environ, "TMPDIR": ray_tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # TUNE_GLOBAL_CHECKPOINT_S 0: Tune writes its experiment state every step, not every ≥ 10 s ("auto"), so the
+    # first trial is recorded as finished while the second still runs (two tiny trials can both end within 10 s)
+    env = {**os.environ, "TMPDIR": ray_tmp, "TF_CPP_MIN_LOG_LEVEL": "2", "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     env.pop("RAY_ADDRESS", None)
     started = time.monotonic()
     resumed: subprocess.Popen[str] | None = None
