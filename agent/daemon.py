@@ -90,7 +90,7 @@ class Agent:
             on_connected=lambda _sp: self.forwarder.wake(),
             receive_maximum=max(1024, 4 * cfg.batch.max_records),
         )
-        self.forwarder = Forwarder(self.outbox, self.link, self.stop_event)
+        self.forwarder = Forwarder(self.outbox, self.link, self.stop_event, in_flight=cfg.mqtt.max_inflight)
         self.models = ModelLife(cfg, status=self.bundle_status, stop=self.stop_event)
         self.pipeline = Pipeline(
             self.models.cfg, self.models.scorer, self.outbox, self.stats,  # the file + the live bundle's agent-config

@@ -1,7 +1,7 @@
 """Store-and-forward for every daemon (agent, flow meter): drains the outbox to the broker, oldest first, deleting
 each message on its PUBACK.
 
-Only a bounded number of messages is handed to paho at a time, and only while connected; the rest
+At most ``in_flight`` messages (``mqtt.max_inflight``) are handed to paho at a time, and only while connected; the rest
 wait on disk. After a reconnect paho re-sends what it had in flight; after a restart everything
 still in the outbox is sent again (at-least-once: consumers may see a duplicate, never a gap).
 The link is anything with a ``connected`` event and ``publish(topic, payload, qos, retain) -> mid | None``
@@ -34,7 +34,7 @@ class Link(Protocol):
 class Forwarder:
     """A thread that moves outbox messages to the broker."""
 
-    def __init__(self, outbox: Outbox, link: Link, stop: threading.Event, *, in_flight: int = 256) -> None:
+    def __init__(self, outbox: Outbox, link: Link, stop: threading.Event, *, in_flight: int) -> None:
         self.outbox, self.link, self.in_flight, self._stop = outbox, link, in_flight, stop
         self._handed: dict[int, int] = {}  # paho mid → outbox id (touched by this thread only)
         self._acked_mids: collections.deque[int] = collections.deque()  # appended by paho's thread
