@@ -23,6 +23,7 @@ class Distribution:
 
     def __init__(self, buckets: tuple[float, ...], size: int = 2048) -> None:
         self.buckets = buckets
+        self._edges = np.asarray(buckets, dtype=np.float64)  # for searchsorted (a tuple is converted on every call)
         self._lock = threading.Lock()
         self._samples: collections.deque[float] = collections.deque(maxlen=size)
         self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # per bucket, the last one is +Inf
@@ -40,7 +41,7 @@ class Distribution:
         if not values:
             return
         a = np.asarray(values, dtype=np.float64)
-        per_bucket = np.bincount(np.searchsorted(self.buckets, a, side="left"), minlength=len(self.buckets) + 1)
+        per_bucket = np.bincount(self._edges.searchsorted(a, side="left"), minlength=len(self.buckets) + 1)
         with self._lock:
             self._samples.extend(values)
             self._counts += per_bucket
