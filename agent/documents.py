@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-try:  # the alerts' encoder where installed (agent.records decodes with it too); json otherwise
+try:  # the alerts' and verdicts' encoder where installed (agent.records decodes with it too); json otherwise
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; the fallback keeps the agent running without it
     _orjson = None
@@ -220,9 +220,10 @@ class AlertMaker:
         return flow
 
 
-def dumps_alert(doc: Mapping[str, Any]) -> bytes:
-    """An alert document as compact UTF-8 JSON: orjson where installed (the same JSON as :func:`dumps`; an alert
-    holds only text and integers, so no non-finite number can reach it), else :func:`dumps`."""
+def dumps_finite(doc: Mapping[str, Any]) -> bytes:
+    """A document that cannot hold a non-finite number (an alert: text and integers; a verdicts document: its scores
+    were checked finite before) as compact UTF-8 JSON: orjson where installed (the same JSON as :func:`dumps`, which
+    refuses NaN where orjson would write ``null``), else :func:`dumps`."""
     if _orjson is not None:
         return _orjson.dumps(doc)
     return dumps(doc)

@@ -289,7 +289,7 @@ class Pipeline:
             )
             for i in allowed:
                 doc = maker.document(records[i].ident, values[i], records[i].values, attacks.get(i))
-                out.append((alert_topic, documents.dumps_alert(doc), qos, False))
+                out.append((alert_topic, documents.dumps_finite(doc), qos, False))
         for summary in self.rate_limiter.summaries(wall):
             doc = {**summary, "gateway": self.cfg.gateway_id}
             out.append((self.topics["events"], documents.dumps(doc), qos, False))
@@ -298,7 +298,7 @@ class Pipeline:
                                      idents=[r.ident for r in records], scores=values,
                                      message_seq=self._verdicts_next, now=now)  # fmt: skip
             self._verdicts_next += 1
-            out.append((self.topics["verdicts"], documents.dumps(doc), 1, False))
+            out.append((self.topics["verdicts"], documents.dumps_finite(doc), 1, False))
         done = time.monotonic()
         self.stats.flow_latency.extend([done - a for a in batch.arrival])
         nonfinite = sum(r.nonfinite for r in records)  # zero-duration flows' Infinity/NaN values, scored by the rule

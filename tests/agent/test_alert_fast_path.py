@@ -1,4 +1,4 @@
-"""The batch alert path (``documents.AlertMaker`` + ``dumps_alert``, the own Community ID) gives the same documents
+"""The batch alert path (``documents.AlertMaker`` + ``dumps_finite``, the own Community ID) gives the same documents
 as the reference (the one-flow-at-a-time ``alert`` as it was, with the ``communityid`` package), and suppressed
 alerts build nothing."""
 
@@ -131,10 +131,20 @@ def test_batch_alerts_equal_the_reference(attack):
                                    now=now, columns=cols, attack=attack)  # fmt: skip
         fast = maker.document(ident, score, values, attack)
         assert fast == expected
-        assert json.loads(documents.dumps_alert(fast)) == expected  # orjson: the same JSON
+        assert json.loads(documents.dumps_finite(fast)) == expected  # orjson: the same JSON
         one = documents.alert(gateway="gw-7", ident=ident, score=score, threshold=threshold, model=MODEL, now=now,
                               columns=cols, attack=attack)  # fmt: skip
         assert documents.dumps(one) == json.dumps(expected, separators=(",", ":")).encode()  # byte for byte
+
+
+def test_verdicts_document_through_the_fast_encoder_is_the_same_json():
+    rng = random.Random(3)
+    scores = [rng.choice([0.0, 1.0, 1e-7, 0.5, rng.random()]) for _ in range(300)]
+    sensors = [{"flow_id": f"f{i}", "seq": rng.choice([0, i, 2**63 - 1]), "sensor": "s-1", "src_ip": "10.0.0.1"}
+               for i in range(300)]  # fmt: skip
+    doc = documents.verdicts(gateway="gw-7", model=MODEL, threshold=0.62, idents=sensors, scores=scores,
+                             message_seq=12, now=datetime(2026, 12, 5, tzinfo=UTC))  # fmt: skip
+    assert json.loads(documents.dumps_finite(doc)) == json.loads(documents.dumps(doc)) == doc
 
 
 def test_community_id_equals_the_package_both_directions():
