@@ -66,6 +66,13 @@ class AlertSettings:
     )
     rate_limit: RateLimitSettings = setting(factory=RateLimitSettings)
     publish_verdicts: bool = setting(False, help="also publish every flow's score on <prefix>/<gw>/verdicts")
+    max_per_message: int = setting(
+        1,
+        min=1,
+        max=1000,
+        help="alerts per message on the alerts topic: 1 = one EVE document per message; more = up to that many of "
+        "one batch per message, one EVE document per line (as in Suricata's eve.json); bundles cannot change it",
+    )
 
     def validate(self) -> None:
         t = self.threshold

@@ -1,7 +1,8 @@
 """Every document the agent publishes, made in one place with one timestamp format and one JSON encoder.
 
 Topics (``<prefix>/<gateway>/…``): ``alerts`` carries only ``alert`` documents, valid Suricata EVE (checked
-against Suricata's published schema by ``tests/agent/test_alerts_eve.py``); ``events`` the agent's own
+against Suricata's published schema by ``tests/agent/test_alerts_eve.py``), one per message or, with
+``alerts.max_per_message`` > 1, one per line (read with :func:`ids_core.eve.documents_in`); ``events`` the agent's own
 ``alert_summary`` (rate limiting) and ``gap`` (lost flows) events, which EVE has no event type for;
 ``verdicts`` one ``verdicts`` document per batch; ``deadletter`` ``deadletter`` documents (and one
 ``deadletter_summary`` per message past :data:`DEADLETTERS_PER_MESSAGE`); ``stats/<client_id>`` ``stats``;

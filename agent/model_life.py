@@ -235,7 +235,8 @@ class ModelLife:
 def merged_config(base: AgentConfig, fragment: bytes) -> AgentConfig:
     """``base`` with a bundle's agent-config fragment applied (raises BadConfigError).
 
-    A site's own ``alerts.threshold`` (set in ``base``) outlives every model: a fragment's does not replace it.
+    A site's own ``alerts.threshold`` (set in ``base``) outlives every model: a fragment's does not replace it; nor
+    does a fragment change ``alerts.max_per_message`` (the layout the site's alert consumers read).
     """
     try:
         doc = yaml.safe_load(fragment) or {}
@@ -244,6 +245,7 @@ def merged_config(base: AgentConfig, fragment: bytes) -> AgentConfig:
         merged = build(AgentConfig, _deep_merge(dataclasses.asdict(base), doc))
         if base.alerts.threshold is not None:
             merged.alerts.threshold = base.alerts.threshold
+        merged.alerts.max_per_message = base.alerts.max_per_message
         return merged
     except (yaml.YAMLError, ConfigError) as e:
         raise BadConfigError(f"{FRAGMENT}: {e}") from e

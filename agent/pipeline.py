@@ -287,9 +287,12 @@ class Pipeline:
             maker = documents.AlertMaker(  # what the batch's alerts share, made once
                 gateway=self.cfg.gateway_id, threshold=threshold, model=model, now=now, features=scorer.spec.features
             )
-            for i in allowed:
-                doc = maker.document(records[i].ident, values[i], records[i].values, attacks.get(i))
-                out.append((alert_topic, documents.dumps_finite(doc), qos, False))
+            lines = [
+                documents.dumps_finite(maker.document(records[i].ident, values[i], records[i].values, attacks.get(i)))
+                for i in allowed
+            ]
+            group = self.cfg.alerts.max_per_message  # 1: one EVE document per message; more: EVE lines
+            out += [(alert_topic, b"\n".join(lines[k : k + group]), qos, False) for k in range(0, len(lines), group)]
         for summary in self.rate_limiter.summaries(wall):
             doc = {**summary, "gateway": self.cfg.gateway_id}
             out.append((self.topics["events"], documents.dumps(doc), qos, False))

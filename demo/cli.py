@@ -27,7 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from ids_core import artifacts
-from ids_core.eve import read_alert
+from ids_core.eve import documents_in, read_alert
 from ids_core.flowmessage import decode as flow_records
 
 log = logging.getLogger("demo")
@@ -105,14 +105,18 @@ class Watcher:
 
     def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         leaf = msg.topic.removeprefix(f"edge-ids/{GATEWAY}/")  # flowmeter/<sensor>/{status,stats} keep their path
-        with self.lock:
-            self.counts["status" if leaf.endswith("status") else leaf] += 1
         if leaf.endswith("status"):
+            with self.lock:
+                self.counts["status"] += 1
             return
-        doc = json.loads(msg.payload)
+        for doc in documents_in(msg.payload) if leaf == "alerts" else [json.loads(msg.payload)]:  # alerts: 1 or lines
+            self._document(leaf, doc, msg.payload)
+
+    def _document(self, leaf: str, doc: Any, payload: bytes) -> None:
         with self.lock:
+            self.counts[leaf] += 1
             if leaf == "flows":
-                self.flows.update(r["seq"] for r in flow_records(msg.payload))
+                self.flows.update(r["seq"] for r in flow_records(payload))
             elif leaf == "verdicts":
                 for v in doc["verdicts"]:
                     self.verdicts[v["seq"]] = v["score"]

@@ -8,6 +8,7 @@ agent makes the documents (``agent.documents.alert``); everything that reads the
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,12 @@ class AlertReading:
     flow_timestamp: str | None
     model: dict[str, str | None]
     attack_category: str | None = None
+
+
+def documents_in(payload: bytes) -> list[dict[str, Any]]:
+    """The EVE documents of one message on the alerts topic: one document, or one per line when the agent groups
+    alerts (``alerts.max_per_message`` > 1; the layout of Suricata's ``eve.json``)."""
+    return [json.loads(line) for line in payload.splitlines() if line.strip()]
 
 
 def read_alert(doc: Mapping[str, Any]) -> AlertReading:

@@ -33,7 +33,7 @@ from paho.mqtt.properties import Properties
 
 from flowmeter.replay import read_flows, records, replay
 from ids_core import waiting
-from ids_core.eve import AlertReading, read_alert
+from ids_core.eve import AlertReading, documents_in, read_alert
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "edge-ids-test"
@@ -361,6 +361,9 @@ class Collector:
             return list(self._by_leaf[leaf])
 
     def docs(self, leaf: str) -> list[Any]:
+        """The documents of ``leaf``; on ``alerts``, every alert of every message (one, or one per line)."""
+        if leaf == "alerts":
+            return [doc for m in self.messages(leaf) for doc in documents_in(m.payload)]
         return [m.doc() for m in self.messages(leaf)]
 
     def count(self, leaf: str) -> int:

@@ -125,3 +125,11 @@ def test_a_bundles_agent_config_keeps_the_sites_threshold():
     with pytest.raises(BadConfigError, match=r"alerts\.threshold"):
         merged_config(AgentConfig(), b"alerts:\n  threshold: 1\n")
     assert AgentConfig().alerts.threshold_for(0.5) == 0.5 and site.alerts.threshold_for(0.5) == 0.8
+
+
+def test_a_bundles_agent_config_cannot_change_how_alerts_are_grouped():
+    """``alerts.max_per_message`` is the layout the site's consumers read: a bundle's fragment does not change it."""
+    site = build(AgentConfig, {"alerts": {"max_per_message": 50}})
+    assert merged_config(site, b"alerts:\n  max_per_message: 1\n").alerts.max_per_message == 50
+    assert merged_config(AgentConfig(), b"alerts:\n  max_per_message: 50\n").alerts.max_per_message == 1
+    assert merged_config(site, b"alerts:\n  publish_verdicts: true\n").alerts.publish_verdicts  # the rest applies

@@ -144,3 +144,26 @@ def test_every_document_on_the_alert_topic_validates_against_suricatas_schema(
     assert sum(s["suppressed"] for s in summaries) > 0 and all(s["gateway"] == GATEWAY for s in summaries)
     stats = collector.wait_stats(lambda s: s["alerts_out"] == len(docs), 10, "stats counting every alert")
     assert stats["alerts_suppressed"] >= sum(s["suppressed"] for s in summaries), stats  # some windows still open
+
+
+@pytest.mark.timeout(90, func_only=True)
+def test_grouped_alerts_are_eve_lines_and_none_is_lost(eve, agents, collector, broker, sample_csv):
+    """``alerts.max_per_message: 7``: every alert of a batch goes out, at most 7 per message, one EVE document per
+    line, each valid against Suricata's schema; exactly the flows whose verdict is malicious alert, each once."""
+    agent = agents.spawn(alerts__max_per_message=7, alerts__rate_limit={"max_alerts": 0})
+    stream = Stream(with_identifiers(sample_rows(sample_csv, 300, include_inf=False)), broker.port, per_message=30)
+    stream.run()
+    collector.wait_seqs(stream.seqs, 30, agent.log)
+    malicious = {v["seq"] for v in collector.verdicts() if v["verdict"] == "malicious"}
+    assert len(malicious) > 7, "the sample should give several alerts per batch"
+    wait_until(lambda: sum(collector.alert_counts().values()) >= len(malicious), 20, "every alert", agent.log)
+
+    lines = [m.payload.split(b"\n") for m in collector.messages("alerts")]
+    assert max(map(len, lines)) == 7 and min(map(len, lines)) >= 1, [len(x) for x in lines]
+    assert len(lines) < len(malicious)  # grouped: fewer messages than alerts
+    docs = collector.docs("alerts")
+    invalid = {i: p for i, doc in enumerate(docs) if (p := problems(eve, doc))}
+    assert not invalid, {i: (docs[i], p) for i, p in list(invalid.items())[:3]}
+    assert collector.alert_counts() == {seq: 1 for seq in malicious}
+    stats = collector.wait_stats(lambda s: s["alerts_out"] == len(docs), 10, "stats counting every alert")
+    assert stats["alerts_suppressed"] == 0
