@@ -19,7 +19,10 @@ MAX_RECORDS = 256  # the agent's default batch.max_records
 STEADY = "int8-steady"  # max_wait 5 ms, never overloaded: its RSS is the steady-state memory
 STORM = "int8-alerts"  # every flow alerts, rate limiting off
 STORM_RL = "int8-alerts-rl"  # every flow alerts, rate limiting as shipped (config/agent.yaml)
-WAIT_MS = {"int8": 20.0, "int8-5ms": 5.0, "int8-2ms": 2.0, STORM: 20.0, STORM_RL: 20.0, STEADY: 5.0}
+STORM_LINES = "int8-alerts-lines"  # every flow alerts, rate limiting off, alerts.max_per_message ALERTS_PER_MESSAGE
+ALERTS_PER_MESSAGE = 64
+STORMS = (STORM, STORM_RL, STORM_LINES)  # the agents that run the every-flow-alerts model
+WAIT_MS = {"int8": 20.0, "int8-5ms": 5.0, "int8-2ms": 2.0, STORM: 20.0, STORM_RL: 20.0, STORM_LINES: 20.0, STEADY: 5.0}
 NO_ALERT_THRESHOLD = 0.9  # random-init scores are ≈0.5: benign-looking traffic, no alerts, verdicts only
 ALERT_ALL_THRESHOLD = 0.01  # every flow alerts: an attack storm
 # Message formats (ids_core.flowmessage): one JSON object per message, a JSON array of records, a columnar batch
@@ -65,7 +68,13 @@ FULL = Plan(
     flow_rows=20_000,
     probe_flows={1: 16384, 62: 4096},
     saturation_runs=2,
-    searches=(("int8", 1, RECORD), ("int8", 32, COLUMNAR), (STORM, 32, COLUMNAR), (STORM_RL, 32, COLUMNAR)),
+    searches=(
+        ("int8", 1, RECORD),
+        ("int8", 32, COLUMNAR),
+        (STORM, 32, COLUMNAR),
+        (STORM_RL, 32, COLUMNAR),
+        (STORM_LINES, 32, COLUMNAR),
+    ),
     bursts_only=(("int8", 32, ARRAY), ("int8", 256, COLUMNAR)),
     latency_variants=("int8", "int8-5ms", "int8-2ms"),
 )
@@ -79,7 +88,13 @@ QUICK = Plan(
     flow_rows=4_000,
     probe_flows={1: 4096, 62: 1024},
     saturation_runs=1,
-    searches=(("int8", 1, RECORD), ("int8", 32, COLUMNAR), (STORM, 32, COLUMNAR), (STORM_RL, 32, COLUMNAR)),
+    searches=(
+        ("int8", 1, RECORD),
+        ("int8", 32, COLUMNAR),
+        (STORM, 32, COLUMNAR),
+        (STORM_RL, 32, COLUMNAR),
+        (STORM_LINES, 32, COLUMNAR),
+    ),
     bursts_only=(("int8", 32, ARRAY),),
     latency_variants=("int8", "int8-2ms"),
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_plan import MAX_RECORDS, PREFIX, REPO, STORM, STORM_RL, WAIT_MS
+from agent_plan import ALERTS_PER_MESSAGE, MAX_RECORDS, PREFIX, REPO, STORM_LINES, STORM_RL, STORMS, WAIT_MS
 from benchlib import JsonLines, tail
 
 
@@ -156,8 +156,11 @@ class AgentProc:
         return cpu_seconds(self.proc.pid)
 
 
-def _agent_config(workdir: Path, gateway: str, model_dir: Path, port: int, wait_ms: float, shipped_limit: bool) -> Path:
-    """The agent's YAML: rate limiting off, or (``shipped_limit``) left at the shipped default."""
+def _agent_config(
+    workdir: Path, gateway: str, model_dir: Path, port: int, wait_ms: float, shipped_limit: bool, alerts_per_message=1
+) -> Path:
+    """The agent's YAML: rate limiting off, or (``shipped_limit``) left at the shipped default; ``alerts_per_message``
+    is ``alerts.max_per_message``."""
     import yaml
 
     d = workdir / "agents" / gateway
@@ -168,7 +171,11 @@ def _agent_config(workdir: Path, gateway: str, model_dir: Path, port: int, wait_
         "model": {"dir": str(model_dir), "threads": 1, "runtime": "ai_edge_litert"},
         "mqtt": {"host": "127.0.0.1", "port": port, "topic_prefix": PREFIX, "client_id": f"{PREFIX}-{gateway}"},
         "batch": {"max_records": MAX_RECORDS, "max_wait_ms": wait_ms},
-        "alerts": {"publish_verdicts": True, **({} if shipped_limit else {"rate_limit": {"max_alerts": 0}})},
+        "alerts": {
+            "publish_verdicts": True,
+            "max_per_message": alerts_per_message,
+            **({} if shipped_limit else {"rate_limit": {"max_alerts": 0}}),
+        },
         "bundle": {"enabled": False},
         "stats_interval": 1.0,  # the agent's own arrival → outbox latency, read during the latency runs
         "log_level": "INFO",
@@ -180,8 +187,9 @@ def _agent_config(workdir: Path, gateway: str, model_dir: Path, port: int, wait_
 
 def start_agent(children: Children, workdir: Path, variant: str, t: int, port: int, core: str) -> AgentProc:
     gateway = f"T{t}-{variant}"
-    model_dir = workdir / f"T{t}" / ("int8-alerts" if variant in (STORM, STORM_RL) else "int8")
-    config = _agent_config(workdir, gateway, model_dir, port, WAIT_MS[variant], variant == STORM_RL)
+    model_dir = workdir / f"T{t}" / ("int8-alerts" if variant in STORMS else "int8")
+    per_message = ALERTS_PER_MESSAGE if variant == STORM_LINES else 1
+    config = _agent_config(workdir, gateway, model_dir, port, WAIT_MS[variant], variant == STORM_RL, per_message)
     cmd = [sys.executable, "-m", "agent.daemon", "--config", str(config)]
     log = config.parent / "agent.log"
     proc = children.start(gateway, ["taskset", "-c", core, *cmd], log)

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from agent_plan import ALERT_ALL_THRESHOLD, MAX_RECORDS, NO_ALERT_THRESHOLD, STEADY, STORM, STORM_RL
+from agent_plan import (
+    ALERT_ALL_THRESHOLD,
+    ALERTS_PER_MESSAGE,
+    MAX_RECORDS,
+    NO_ALERT_THRESHOLD,
+    STEADY,
+    STORM,
+    STORM_LINES,
+    STORM_RL,
+    STORMS,
+)
 from agent_targets import OLD, REPLACES, f, ge, meaning, pc, ratio, sat, table, targets, zl
 
 LABELS = {
@@ -14,6 +24,7 @@ LABELS = {
     "int8-2ms": "int8 LiteRT, max_wait 2 ms",
     STORM: "every flow alerts, rate limiting off",
     STORM_RL: "every flow alerts, rate limiting as shipped",
+    STORM_LINES: f"every flow alerts, rate limiting off, {ALERTS_PER_MESSAGE} alerts per message",
     STEADY: "int8 LiteRT, max_wait 5 ms (steady)",
 }
 FORMATS = {"record": "JSON record", "array": "JSON array", "columnar": "columnar batch"}
@@ -64,7 +75,9 @@ def _header(res: dict[str, Any]) -> list[str]:
         f"publish every verdict but no alert, as on benign traffic (flows alerting: {_alerts(res, 'int8')}); the "
         f"*every flow alerts* agents run the same model with threshold {ALERT_ALL_THRESHOLD} (an attack storm; "
         f"{_alerts(res, STORM)} alerting), one with rate limiting off, one with it as shipped (20 alerts per source "
-        f"per 60 s, then one summary event; the flows come from {prep['src_ips']} sources).",
+        f"per 60 s, then one summary event; the flows come from {prep['src_ips']} sources), one with rate limiting "
+        f"off and `alerts.max_per_message: {ALERTS_PER_MESSAGE}` (up to {ALERTS_PER_MESSAGE} alerts of a batch per "
+        "message, one EVE document per line).",
         f"- Agents: the real daemon (`python -m agent.daemon`), `model.threads: 1`, `batch.max_records` "
         f"{MAX_RECORDS}, `alerts.publish_verdicts: true`, outbox on disk (sqlite WAL) as shipped. Load generator: "
         "a raw-socket MQTT 3.1.1 QoS 1 publisher (so the driver is not the limit at one flow per message); "
@@ -157,7 +170,7 @@ def _storm_counts(res: dict[str, Any]) -> list[str]:
     rows = []
     for t in sorted(res["shapes"], key=int):
         st = res["shapes"][t].get("agent_stats", {})
-        for v in (STORM, STORM_RL):
+        for v in STORMS:
             d = st.get(v) or {}
             if d:
                 out, sup = d.get("alerts_out") or 0, d.get("alerts_suppressed") or 0
