@@ -464,7 +464,11 @@ def _parse(payload: bytes, plan: _Plan, limits: RecordLimits) -> tuple[list[Flow
     if not text.strip():
         return whole(Reason.EMPTY, "expected a flow record or an array of them, got an empty payload")
     try:
-        doc = _decode(payload, text)
+        doc, quoted = _decode(payload, text)
+        if quoted:  # orjson read the non-finite literals as strings: only the column checks may take that document
+            if _COLUMNAR_FAST and (accepted := _quoted_columnar(doc, plan, limits)) is not None:
+                return accepted, []
+            doc = _decode_json(payload, text)
     except RecursionError:
         return whole(Reason.INVALID_JSON, f"expected JSON, got nesting deeper than {sys.getrecursionlimit()}")
     except ValueError as e:  # JSONDecodeError, or an integer beyond Python's digit limit
@@ -498,28 +502,61 @@ _DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in ran
 _LONG_RUN, _LONG_NEGATIVE = b"0" * 20, b"-" + b"0" * 19
 
 
-def _decode(payload: bytes, text: str) -> Any:
-    """The JSON document; a record holding a key twice comes back as a :class:`_RepeatedKeys`.
+def _decode(payload: bytes, text: str) -> tuple[Any, bool]:
+    """The JSON document and whether its non-finite literals came back quoted; a record holding a key twice comes
+    back as a :class:`_RepeatedKeys`.
 
-    NaN / Infinity / -Infinity literals become floats (json's default; orjson refuses them, and json decides).
+    NaN / Infinity / -Infinity literals become floats (json's default). orjson refuses them: it reads the message
+    with them quoted (:func:`_quote_nonfinite`), and then (``True``) the words stand where the numbers stood —
+    only :func:`_quoted_columnar` may take such a document; anything else is decided on :func:`_decode_json`'s.
     """
     if (
         _orjson is not None
-        and b"NaN" not in payload  # non-finite literals (zero-duration flows): orjson refuses them; go straight to json
-        and b"Infinity" not in payload
         and _LONG_RUN not in (digits := payload.translate(_DIGITS_ONLY))
         and _LONG_NEGATIVE not in digits
     ):
-        try:
-            doc = _orjson.loads(payload)
-        except _orjson.JSONDecodeError:
-            pass  # non-finite literals, a byte order mark, lone surrogates, invalid JSON: json decides and explains
-        else:
-            return _DUP_MARKING.decode(text) if _may_repeat_keys(payload, doc) else doc
+        literals = b"NaN" in payload or b"Infinity" in payload  # zero-duration flows
+        # quoted only for a columnar batch (which the column checks may take); a record goes to json as it is
+        source = (_quote_nonfinite(payload) if _COLUMNS_FIRST in payload[:16] else None) if literals else payload
+        if source is not None:
+            try:
+                doc = _orjson.loads(source)
+            except _orjson.JSONDecodeError:
+                pass  # a byte order mark, lone surrogates, invalid JSON, a word in a string: json decides
+            else:
+                return (_DUP_MARKING.decode(text), False) if _may_repeat_keys(source, doc) else (doc, literals)
+    return _decode_json(payload, text), False
+
+
+def _decode_json(payload: bytes, text: str) -> Any:
+    """The document as the standard library reads it (a record holding a key twice: a :class:`_RepeatedKeys`)."""
     if len(payload) < _HOOK_BELOW_BYTES:  # about one record: the pairs hook costs less than counting
         return _DUP_MARKING.decode(text)  # the default decoder is reused (parse_constant would build one per call)
     doc = json.loads(text)
     return _DUP_MARKING.decode(text) if _may_repeat_keys(payload, doc) else doc
+
+
+_NONFINITE_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})  # json's literals, as strings once quoted
+_COLUMNS_FIRST = f'{{"{COLUMNS_KEY}"'.encode()  # how ids_core.flowmessage starts a columnar batch
+
+
+def _quote_nonfinite(payload: bytes) -> bytes | None:
+    """``payload`` with its NaN / Infinity / -Infinity literals as JSON strings, or None when that would be
+    ambiguous: a backslash (an escape could spell a word the bytes do not show; the repeated-key check sends such
+    a message to json as well) or a NUL (used below).
+
+    A word inside a string (even a string that is just the word) becomes invalid JSON once quoted: the inserted
+    quote ends the string and the word follows it bare. orjson refuses such a message and json decides; outside
+    strings, every word was a literal.
+    """
+    if b"\\" in payload or b"\x00" in payload:
+        return None
+    return (
+        payload.replace(b"-Infinity", b"\x00")
+        .replace(b"Infinity", b'"Infinity"')
+        .replace(b"\x00", b'"-Infinity"')
+        .replace(b"NaN", b'"NaN"')
+    )
 
 
 class _BadRow(list):
@@ -591,7 +628,16 @@ _layout_cached = lru_cache(maxsize=16)(_layout)  # a publisher sends one layout;
 _CACHED_NAMES_CHARS = 8192
 
 
-def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars: int) -> list[FlowRecord] | None:
+def _quoted_columnar(doc: Any, plan: _Plan, limits: RecordLimits) -> list[FlowRecord] | None:
+    """A columnar batch read with its non-finite literals quoted, when the column checks take it; else None."""
+    if type(doc) is not dict or COLUMNS_KEY not in doc or _columnar_problem(doc, limits) is not None:
+        return None
+    return _clean_columnar(doc[COLUMNS_KEY], doc[ROWS_KEY], plan, limits.max_ident_chars, quoted=True)
+
+
+def _clean_columnar(
+    columns: list[str], rows: list[Any], plan: _Plan, max_chars: int, *, quoted: bool = False
+) -> list[FlowRecord] | None:
     """A columnar batch checked column by column, when every value is of the common kind; else None.
 
     The common kind: every row an array of one value per column, every model feature a JSON number, each
@@ -599,6 +645,8 @@ def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars:
     ``max_chars`` (or, for ports, protocol and seq, an integer in range), no column given in both spellings.
     Such a batch gets exactly the records :func:`_parse_records` would make of it (property-tested), without a
     dict per row; anything else (including every message with a rejection) returns None and takes that path.
+    ``quoted``: the batch was read with its non-finite literals as the strings ``NaN``, ``Infinity``,
+    ``-Infinity`` (:func:`_decode`): they count as those numbers in feature columns and nowhere else.
     """
     n, m = len(columns), len(rows)
     if m < _COLUMNAR_FAST_MIN_ROWS or set(map(type, rows)) != {list} or set(map(len, rows)) != {n}:
@@ -610,7 +658,19 @@ def _clean_columnar(columns: list[str], rows: list[Any], plan: _Plan, max_chars:
         return None
     cols = list(zip(*rows, strict=True))
     numeric = [cols[j] for j in layout.numeric]
-    if not set(map(type, chain.from_iterable(numeric))) <= _NUM_TYPES:
+    if quoted:  # a word in a column read as text, or naming a column, was a number: json's reading decides
+        read = [*(j for j, *_ in layout.idents), *layout.categorical, *(j for j, _ in layout.keys if j is not None)]
+        if not (_NONFINITE_WORDS.isdisjoint(columns) and all(_NONFINITE_WORDS.isdisjoint(cols[j]) for j in read)):
+            return None
+        per_column = [set(map(type, c)) for c in numeric]  # as costly as one set over all, and finds the words
+        kinds = set().union(*per_column)
+        if {v for c, k in zip(numeric, per_column, strict=True) if str in k for v in c if type(v) is str} <= (
+            _NONFINITE_WORDS
+        ):
+            kinds.discard(str)  # np.array reads the three words as the numbers
+    else:
+        kinds = set(map(type, chain.from_iterable(numeric)))
+    if not kinds <= _NUM_TYPES:
         return None
     try:
         arr = np.array(numeric, dtype=np.float64).reshape(len(numeric), m).T.copy()

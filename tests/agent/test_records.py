@@ -773,6 +773,55 @@ def test_what_orjson_refuses_or_reads_differently_is_decided_by_json(payload: by
     assert outcome(fast) == outcome(slow)
 
 
+def batch6(columns: str, row: str, tail: str = "") -> bytes:
+    """A columnar batch written by hand: ``columns`` and six copies of ``row`` (enough for the column checks)."""
+    return f'{{"columns":[{columns}],"rows":[{",".join([row] * 6)}]{tail}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "payload, quoted",
+    [
+        (batch6('"a","b"', "[NaN,Infinity],[-Infinity,1]"), True),
+        (batch6('"a","b"', '[NaN,"x NaN y"]'), False),  # a literal's word inside a string: json decides
+        (batch6('"a","b"', '[NaN,"NaN"]'), False),  # a string that is the word: broken too, json decides
+        (batch6('"a","b"', "[NaN,\x00]"), False),  # a NUL (invalid JSON) must not become a quoted word
+        (batch6('"a","b"', '[NaN,"\\u004eaN"]'), False),  # an escape spells the word: the bytes do not show it
+        (batch6('"a",NaN', "[NaN,1]"), True),  # a column named by a literal: the column check refuses
+        (batch6('"a","b"', "[NaN,1]", ",NaN:1"), True),  # invalid JSON that quoting makes valid: json decides
+        (b'{"a":NaN,"b":Infinity}', False),  # a record, not a batch: json reads it as before
+    ],
+    ids=[
+        "literals",
+        "inside_a_string",
+        "the_word_as_a_string",
+        "nul",
+        "escape",
+        "literal_column_name",
+        "literal_key",
+        "record",
+    ],
+)
+def test_nonfinite_literals_are_quoted_for_orjson_only_when_unambiguous(payload: bytes, quoted: bool) -> None:
+    pytest.importorskip("orjson")
+    try:
+        assert records_module._decode(payload, payload.decode())[1] is quoted
+    except ValueError:  # json refuses the message: nothing was read quoted
+        assert not quoted
+    for features in (("a", "b"), ("a",)):
+        fast = parse_flows(payload, features)
+        with stdlib_json():
+            slow = parse_flows(payload, features)
+        assert outcome(fast) == outcome(slow)
+
+
+@pytest.mark.parametrize("name", ["NaN", "xNaN", "Infinity", "-Infinity", "a Infinity"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, "NaN", 3])
+def test_columns_named_like_the_literals_parse_as_json_reads_them(name: str, value: Any) -> None:
+    rows = [{**BASE, "seq": i, "Flow_Byts/s": math.nan if i % 2 else math.inf, name: value} for i in range(8)]
+    fast_and_slow_agree(rows, {}, None)
+    fast_and_slow_agree(rows, PLAN, None)
+
+
 @contextlib.contextmanager
 def stdlib_json() -> Iterator[None]:
     """The agent as it runs where orjson is not installed."""
@@ -788,16 +837,20 @@ def stdlib_json() -> Iterator[None]:
 
 # Values a column may hold: the common kind (which the fast path takes) and its near misses (which it must leave to
 # the record path): empty, non-ASCII, over-long and integer text, integral floats, booleans, nulls, out of range.
+# The NaN/Infinity/-Infinity literals (and strings spelling them, or holding them) in every kind of column: orjson
+# reads a message with the literals once they are quoted, and only the column checks may take that document.
 EDGE_VALUES = {
-    "Flow_ID": st.sampled_from(["a-b-1-2-6", "", "é", "x" * 32, "x" * 33, 42, None, 1.5]),
-    "Src_IP": st.sampled_from(["10.0.0.1", "10.0.0.2", "", "\u00e9", "\ud800", 7, None, True]),
-    "Src_Port": st.sampled_from([0, 5000, 65535, 65536, -1, 80.0, "80", None, False]),
-    "Protocol": st.sampled_from([6, 17, 0, 255, 256, 6.0, "6", None]),
-    "Timestamp": st.sampled_from(["25/07/2019 03:25:53 AM", 1564025153, 1.5, "", None]),
-    "seq": st.sampled_from([0, 7, 2**63 - 1, 2**63, -1, 3.0, None]),
-    "sensor": st.sampled_from(["cicflowmeter-1", "m2", "", 5, None]),
-    "vlan": st.sampled_from(["10", 10, 10.0, 10**40, "", None, True]),
-    "Flow_Duration": st.sampled_from([75, 0, -3, 1.5, 2**70, 10**400, math.inf, math.nan, "75", None, True]),
+    "Flow_ID": st.sampled_from(["a-b-1-2-6", "", "é", "x" * 32, "x" * 33, 42, None, 1.5, math.nan, "a NaN b"]),
+    "Src_IP": st.sampled_from(["10.0.0.1", "10.0.0.2", "", "\u00e9", "\ud800", 7, None, True, -math.inf, "Infinity"]),
+    "Src_Port": st.sampled_from([0, 5000, 65535, 65536, -1, 80.0, "80", None, False, math.inf]),
+    "Protocol": st.sampled_from([6, 17, 0, 255, 256, 6.0, "6", None, math.nan, "NaN"]),
+    "Timestamp": st.sampled_from(["25/07/2019 03:25:53 AM", 1564025153, 1.5, "", None, math.inf]),
+    "seq": st.sampled_from([0, 7, 2**63 - 1, 2**63, -1, 3.0, None, math.nan]),
+    "sensor": st.sampled_from(["cicflowmeter-1", "m2", "", 5, None, math.nan, "NaN", "xNaN", "-Infinity"]),
+    "vlan": st.sampled_from(["10", 10, 10.0, 10**40, "", None, True, math.inf, "Infinity"]),
+    "Flow_Duration": st.sampled_from(
+        [75, 0, -3, 1.5, 2**70, 10**400, math.inf, -math.inf, math.nan, "75", None, True, "NaN", "-Infinity"]
+    ),
 }
 
 
@@ -821,7 +874,7 @@ def fast_and_slow_agree(rows: list[dict[str, Any]], plan: dict[str, Any], limits
     features = PLAN_FEATURES if plan else FEATURES
     kw = {**plan, **({"limits": limits} if limits else {})}
     fast = parse_flows(payload, features, **kw)
-    with record_path_only():
+    with record_path_only(), stdlib_json():
         slow = parse_flows(payload, features, **kw)
     assert repr(outcome(fast)) == repr(outcome(slow))  # repr: 3 and 3.0 differ in what is published
 
@@ -839,7 +892,8 @@ def record_path_only() -> Iterator[None]:
 @pytest.mark.skipif(not SHARED_PCAPS, reason=f"no shared pcaps in {SHARED / 'pcaps'}")
 def test_what_the_flow_meter_publishes_takes_the_fast_path(tmp_path: Path) -> None:
     """The real meter on the shared captures and its real publisher (messages of up to 32 records): every message
-    parses as the record path parses it, and those of 6 rows or more are checked column by column."""
+    parses as the record path with the standard library parses it, those of 6 rows or more are checked column by
+    column, and those with NaN/Infinity literals (zero-duration flows) are read by orjson, quoted."""
     records: list[dict[str, Any]] = []
     for pcap in SHARED_PCAPS:
         meter = FlowMeter(MeterSettings(), records.append)
@@ -854,20 +908,22 @@ def test_what_the_flow_meter_publishes_takes_the_fast_path(tmp_path: Path) -> No
     payloads = [m.payload for m in outbox.pending(100_000)]
     outbox.close()
     features = [c for c in NUMERIC_COLUMNS if c not in ("Src_Port", "Dst_Port", "Protocol")][:59]
-    taken = 0
+    taken = quoted = 0
     for categorical, keys in (((), ()), (("Src_Port", "Dst_Port", "Protocol"), ("Src_IP",))):
         plan = records_module._plan((*features, *categorical), frozenset(categorical), keys)
         kw = {"categorical": categorical, "key_columns": keys}
         for payload in payloads:
             fast = parse_flows(payload, [*features, *categorical], **kw)
-            with record_path_only():
+            with record_path_only(), stdlib_json():
                 slow = parse_flows(payload, [*features, *categorical], **kw)
             assert repr(outcome(fast)) == repr(outcome(slow)) and not fast[1], fast[1][:1]
             doc = json.loads(payload)  # NaN/Infinity literals included
             if len(doc["rows"]) >= records_module._COLUMNAR_FAST_MIN_ROWS:
                 assert records_module._clean_columnar(doc["columns"], doc["rows"], plan, 256) is not None
                 taken += len(doc["rows"])
+                quoted += records_module._decode(payload, payload.decode())[1]
     assert len(records) > 500 and taken >= 1.5 * len(records)  # most records came in messages the fast path took
+    assert quoted >= 0.5 * taken / 32, quoted  # most such messages hold a zero-duration flow
 
 
 @SETTINGS
@@ -880,12 +936,15 @@ def test_columnar_fast_path_gives_what_the_record_path_gives(
 
 @pytest.mark.parametrize("plan", [{}, PLAN], ids=["plain", "categorical+key"])
 @pytest.mark.parametrize("limits", [None, TIGHT], ids=["default", "tight"])
+@pytest.mark.parametrize("zero_duration", [False, True], ids=["finite", "zero_duration"])
 def test_every_near_miss_alone_gives_what_the_record_path_gives(
-    plan: dict[str, Any], limits: RecordLimits | None
+    plan: dict[str, Any], limits: RecordLimits | None, zero_duration: bool
 ) -> None:
-    """Each edge value of each column, in the second of otherwise common rows, and in all of them."""
+    """Each edge value of each column, in the second of otherwise common rows, and in all of them; with
+    ``zero_duration`` the first row's rate is NaN, so every message holds a literal (orjson reads it quoted)."""
     n = records_module._COLUMNAR_FAST_MIN_ROWS  # the fewest the fast path takes
-    common = [{**BASE, "vlan": "10", "seq": i} for i in range(n)]
+    first = {"Flow_Byts/s": math.nan} if zero_duration else {}
+    common = [{**BASE, "vlan": "10", "seq": i, **(first if i == 0 else {})} for i in range(n)]
     features = PLAN_FEATURES if plan else FEATURES
     layout = records_module._plan(features, frozenset(plan.get("categorical", ())), plan.get("key_columns", ()))
     max_chars = (limits or RecordLimits()).max_ident_chars
@@ -894,7 +953,10 @@ def test_every_near_miss_alone_gives_what_the_record_path_gives(
     for col, values in EDGE_VALUES.items():
         for value in values.wrapped_strategy.elements if hasattr(values, "wrapped_strategy") else values.elements:
             for where in ([1], range(n)):
-                rows = [{**BASE, "vlan": "10", "seq": i} for i in range(n)]
+                rows = [{**BASE, "vlan": "10", "seq": i, **(first if i == 0 else {})} for i in range(n)]
                 for i in where:
                     rows[i][col] = value
                 fast_and_slow_agree(rows, plan, limits)
+    if zero_duration and records_module._orjson is not None:
+        payload = dumps({"columns": list(common[0]), "rows": [list(r.values()) for r in common]})
+        assert records_module._decode(payload, payload.decode())[1]  # the quoted reading is what was compared
