@@ -58,6 +58,14 @@ class Plan:
         return tuple(dict.fromkeys(["int8", *every, STEADY]))
 
 
+# zero-loss searches (then saturated bursts) of both plans: the benign agent in two formats, the three storms
+SEARCHES = (
+    ("int8", 1, RECORD),
+    ("int8", 32, COLUMNAR),
+    (STORM, 32, COLUMNAR),
+    (STORM_RL, 32, COLUMNAR),
+    (STORM_LINES, 32, COLUMNAR),
+)
 FULL = Plan(
     trial_seconds={1: 8.0, 62: 10.0},
     max_trials=5,
@@ -68,13 +76,7 @@ FULL = Plan(
     flow_rows=20_000,
     probe_flows={1: 16384, 62: 4096},
     saturation_runs=2,
-    searches=(
-        ("int8", 1, RECORD),
-        ("int8", 32, COLUMNAR),
-        (STORM, 32, COLUMNAR),
-        (STORM_RL, 32, COLUMNAR),
-        (STORM_LINES, 32, COLUMNAR),
-    ),
+    searches=SEARCHES,
     bursts_only=(("int8", 32, ARRAY), ("int8", 256, COLUMNAR)),
     latency_variants=("int8", "int8-5ms", "int8-2ms"),
 )
@@ -88,13 +90,7 @@ QUICK = Plan(
     flow_rows=4_000,
     probe_flows={1: 4096, 62: 1024},
     saturation_runs=1,
-    searches=(
-        ("int8", 1, RECORD),
-        ("int8", 32, COLUMNAR),
-        (STORM, 32, COLUMNAR),
-        (STORM_RL, 32, COLUMNAR),
-        (STORM_LINES, 32, COLUMNAR),
-    ),
+    searches=SEARCHES,
     bursts_only=(("int8", 32, ARRAY),),
     latency_variants=("int8", "int8-2ms"),
 )
