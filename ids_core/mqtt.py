@@ -165,7 +165,7 @@ def make_client(m: MqttSettings, client_id: str, will_topic: str, *, manual_ack:
     client.reconnect_delay_set(int(max(1, m.reconnect_min_delay)), int(m.reconnect_max_delay))
     # The forwarder keeps at most mqtt.max_inflight messages in flight (the outbox is the bounded queue), so paho
     # needs no limit of its own; and with one it scans every message it holds on each PUBACK (_update_inflight):
-    # ~15 µs per alert at 100 in flight, a seventh of the agent's CPU in an alert storm (bench/results/agent.md).
+    # ~15 µs per alert at 100 in flight, a seventh of the agent's CPU in an alert storm (py-spy, 2026-12-05).
     client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     client.on_socket_open = no_delay
