@@ -331,10 +331,11 @@ class Collector:
     def start(self) -> Collector:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        # clean only the first time: a reconnect (after a broker restart) resumes the session and gets what the
-        # broker queued meanwhile; a clean reconnect would drop it and miss what arrives before its SUBSCRIBE
-        self.client.connect("127.0.0.1", self.port, keepalive=5, clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                            properties=props)  # fmt: skip
+        # never clean: a reconnect (after a broker restart) resumes the session and gets what the broker queued
+        # meanwhile. Mosquitto 2.0 restores after its restart only sessions that never began clean: with a clean
+        # first connect the session was gone, and an alert published before the re-SUBSCRIBE was lost (each test
+        # has its own broker, so there is no earlier session to resume)
+        self.client.connect("127.0.0.1", self.port, keepalive=5, clean_start=False, properties=props)
         self.client.loop_start()
         self._started = time.monotonic()
         wait_until(self._subscribed.is_set, 10, "the collector's subscription")
