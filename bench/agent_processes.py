@@ -157,7 +157,13 @@ class AgentProc:
 
 
 def _agent_config(
-    workdir: Path, gateway: str, model_dir: Path, port: int, wait_ms: float, shipped_limit: bool, alerts_per_message=1
+    workdir: Path,
+    gateway: str,
+    model_dir: Path,
+    port: int,
+    wait_ms: float,
+    shipped_limit: bool,
+    alerts_per_message: int = 1,
 ) -> Path:
     """The agent's YAML: rate limiting off, or (``shipped_limit``) left at the shipped default; ``alerts_per_message``
     is ``alerts.max_per_message``."""
